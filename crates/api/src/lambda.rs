@@ -1,0 +1,407 @@
+//! Lambda's REST-JSON API (2015-03-31): wire shapes ⇄ typed engine calls.
+use crate::AppState;
+use crate::auth::RequestContext;
+use crate::error::{ApiError, Protocol};
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Extension, Json};
+use base64::Engine as _;
+use nimbus_functions::{CreateFunction, InvocationType, InvokeRequest, UpdateCode, UpdateConfiguration};
+use nimbus_model::FunctionConfig;
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+use std::collections::{BTreeMap, HashMap};
+
+/// A Lambda API error response.
+struct LambdaError(ApiError);
+
+impl<E: Into<ApiError>> From<E> for LambdaError {
+    fn from(e: E) -> Self {
+        LambdaError(e.into())
+    }
+}
+
+impl IntoResponse for LambdaError {
+    fn into_response(self) -> Response {
+        self.0.render(Protocol::RestJson)
+    }
+}
+
+type LambdaResult = Result<Response, LambdaError>;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/2015-03-31/functions", get(list_functions).post(create_function))
+        .route("/2015-03-31/functions/", get(list_functions).post(create_function))
+        .route("/2015-03-31/functions/{name}", get(get_function).delete(delete_function))
+        .route("/2015-03-31/functions/{name}/configuration", get(get_configuration).put(update_configuration))
+        .route("/2015-03-31/functions/{name}/code", axum::routing::put(update_code))
+        .route("/2015-03-31/functions/{name}/invocations", axum::routing::post(invoke))
+        .route("/_nimbus/code/{digest}", get(download_code))
+}
+
+/// Lambda answers unparseable bodies with `InvalidRequestContentException`.
+fn parse_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|e| {
+        ApiError::new(400, "InvalidRequestContentException", format!("Could not parse request body into json: {e}"))
+    })
+}
+
+fn required<T>(v: Option<T>, field: &str) -> Result<T, ApiError> {
+    v.ok_or_else(|| {
+        ApiError::validation(format!(
+            "1 validation error detected: Value null at '{field}' failed to satisfy constraint: Member must not be null"
+        ))
+    })
+}
+
+fn decode_zip(b64: &str) -> Result<Vec<u8>, ApiError> {
+    let zip = base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .map_err(|_| ApiError::new(400, "InvalidRequestContentException", "Could not parse request body into json: ZipFile is not valid base64"))?;
+    if zip.len() > nimbus_model::limits::ZIP_UPLOAD_BYTES {
+        return Err(ApiError::new(
+            413,
+            "RequestEntityTooLargeException",
+            format!("Request must be smaller than {} bytes for the CreateFunction operation", nimbus_model::limits::ZIP_UPLOAD_BYTES),
+        ));
+    }
+    Ok(zip)
+}
+
+fn s3_unsupported() -> ApiError {
+    ApiError::invalid_parameter("Nimbus has no S3: upload the deployment package as ZipFile.")
+}
+
+/// `FunctionConfiguration` exactly as Lambda returns it.
+fn configuration(c: &FunctionConfig) -> Value {
+    let mut v = json!({
+        "FunctionName": c.name,
+        "FunctionArn": c.arn(),
+        "Role": c.role,
+        "CodeSize": c.code_size,
+        "Description": c.description,
+        "Timeout": c.timeout_secs,
+        "MemorySize": c.memory_mb,
+        "LastModified": c.last_modified,
+        "CodeSha256": c.code_sha256,
+        "Version": c.version,
+        "TracingConfig": {"Mode": "PassThrough"},
+        "RevisionId": c.revision_id,
+        "State": "Active",
+        "LastUpdateStatus": "Successful",
+        "PackageType": match c.package_type { nimbus_model::PackageType::Zip => "Zip", nimbus_model::PackageType::Image => "Image" },
+        "Architectures": c.architectures,
+        "EphemeralStorage": {"Size": c.ephemeral_storage_mb},
+        "SnapStart": {"ApplyOn": "None", "OptimizationStatus": "Off"},
+        "LoggingConfig": {"LogFormat": "Text", "LogGroup": c.log_group()},
+    });
+    if let Some(r) = &c.runtime {
+        v["Runtime"] = json!(r.as_str());
+    }
+    if let Some(h) = &c.handler {
+        v["Handler"] = json!(h);
+    }
+    if !c.environment.is_empty() {
+        v["Environment"] = json!({"Variables": c.environment});
+    }
+    v
+}
+
+fn json_response(status: StatusCode, v: Value) -> Response {
+    (status, Json(v)).into_response()
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase")]
+struct CodeInput {
+    zip_file: Option<String>,
+    s3_bucket: Option<String>,
+    image_uri: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase")]
+struct EnvironmentInput {
+    variables: Option<BTreeMap<String, String>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase")]
+struct EphemeralInput {
+    size: Option<u32>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct CreateFunctionInput {
+    function_name: Option<String>,
+    runtime: Option<String>,
+    role: Option<String>,
+    handler: Option<String>,
+    code: Option<CodeInput>,
+    description: Option<String>,
+    timeout: Option<u32>,
+    memory_size: Option<u32>,
+    environment: Option<EnvironmentInput>,
+    ephemeral_storage: Option<EphemeralInput>,
+    architectures: Option<Vec<String>>,
+    package_type: Option<String>,
+    tags: Option<BTreeMap<String, String>>,
+}
+
+async fn create_function(State(s): State<AppState>, Extension(ctx): Extension<RequestContext>, body: Bytes) -> LambdaResult {
+    let input: CreateFunctionInput = parse_body(&body)?;
+    let name = required(input.function_name, "functionName")?;
+    let role = required(input.role, "role")?;
+    let code = required(input.code, "code")?;
+    if code.s3_bucket.is_some() {
+        return Err(s3_unsupported().into());
+    }
+    let zip = match (&code.zip_file, &code.image_uri) {
+        (Some(z), _) => decode_zip(z)?,
+        (None, Some(_)) => Vec::new(),
+        (None, None) => return Err(ApiError::invalid_parameter("Please provide a source for function code.").into()),
+    };
+    let package_type = input.package_type.or_else(|| code.image_uri.as_ref().map(|_| "Image".to_string()));
+    let config = s.functions.create_function(
+        &ctx.scope,
+        CreateFunction {
+            name,
+            runtime: input.runtime,
+            handler: input.handler,
+            role,
+            zip,
+            description: input.description,
+            memory_mb: input.memory_size,
+            timeout_secs: input.timeout,
+            environment: input.environment.and_then(|e| e.variables).or(Some(BTreeMap::new())),
+            ephemeral_storage_mb: input.ephemeral_storage.and_then(|e| e.size),
+            architectures: input.architectures,
+            package_type,
+            tags: input.tags.unwrap_or_default(),
+        },
+    )?;
+    Ok(json_response(StatusCode::CREATED, configuration(&config)))
+}
+
+#[derive(Deserialize)]
+struct QualifierQuery {
+    #[serde(rename = "Qualifier")]
+    qualifier: Option<String>,
+}
+
+async fn get_function(
+    State(s): State<AppState>,
+    Extension(ctx): Extension<RequestContext>,
+    Path(name): Path<String>,
+    Query(q): Query<QualifierQuery>,
+) -> LambdaResult {
+    let c = s.functions.get_function(&ctx.scope, &name, q.qualifier.as_deref())?;
+    let mut v = json!({
+        "Configuration": configuration(&c),
+        "Code": {
+            "RepositoryType": "S3",
+            "Location": format!("{}/_nimbus/code/{}", s.endpoint_url, c.code_digest),
+        },
+    });
+    if !c.tags.is_empty() {
+        v["Tags"] = json!(c.tags);
+    }
+    Ok(json_response(StatusCode::OK, v))
+}
+
+async fn get_configuration(
+    State(s): State<AppState>,
+    Extension(ctx): Extension<RequestContext>,
+    Path(name): Path<String>,
+    Query(q): Query<QualifierQuery>,
+) -> LambdaResult {
+    let c = s.functions.get_function(&ctx.scope, &name, q.qualifier.as_deref())?;
+    Ok(json_response(StatusCode::OK, configuration(&c)))
+}
+
+async fn download_code(State(s): State<AppState>, Path(digest): Path<String>) -> LambdaResult {
+    match s.functions.code_package(&digest)? {
+        Some(bytes) => Ok(([("content-type", "application/zip")], bytes).into_response()),
+        None => Err(ApiError::not_found("No such code package").into()),
+    }
+}
+
+#[derive(Deserialize)]
+struct ListQuery {
+    #[serde(rename = "Marker")]
+    marker: Option<String>,
+    #[serde(rename = "MaxItems")]
+    max_items: Option<String>,
+}
+
+async fn list_functions(State(s): State<AppState>, Extension(ctx): Extension<RequestContext>, Query(q): Query<ListQuery>) -> LambdaResult {
+    let max_items = match q.max_items.as_deref() {
+        None => None,
+        Some(m) => match m.parse::<usize>() {
+            Ok(n) if (1..=10_000).contains(&n) => Some(n),
+            _ => {
+                return Err(ApiError::validation(format!(
+                    "1 validation error detected: Value '{m}' at 'maxItems' failed to satisfy constraint: Member must have value between 1 and 10000"
+                ))
+                .into());
+            }
+        },
+    };
+    let page = s.functions.list_functions(&ctx.scope, q.marker.as_deref(), max_items)?;
+    let mut v = json!({"Functions": page.functions.iter().map(|c| configuration(c)).collect::<Vec<_>>()});
+    if let Some(m) = page.next_marker {
+        v["NextMarker"] = json!(m);
+    }
+    Ok(json_response(StatusCode::OK, v))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct UpdateConfigurationInput {
+    runtime: Option<String>,
+    role: Option<String>,
+    handler: Option<String>,
+    description: Option<String>,
+    timeout: Option<u32>,
+    memory_size: Option<u32>,
+    environment: Option<EnvironmentInput>,
+    ephemeral_storage: Option<EphemeralInput>,
+    revision_id: Option<String>,
+}
+
+async fn update_configuration(
+    State(s): State<AppState>,
+    Extension(ctx): Extension<RequestContext>,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> LambdaResult {
+    let input: UpdateConfigurationInput = parse_body(&body)?;
+    let c = s.functions.update_configuration(
+        &ctx.scope,
+        &name,
+        UpdateConfiguration {
+            runtime: input.runtime,
+            handler: input.handler,
+            role: input.role,
+            description: input.description,
+            memory_mb: input.memory_size,
+            timeout_secs: input.timeout,
+            environment: input.environment.map(|e| e.variables.unwrap_or_default()),
+            ephemeral_storage_mb: input.ephemeral_storage.and_then(|e| e.size),
+            revision_id: input.revision_id,
+        },
+    )?;
+    Ok(json_response(StatusCode::OK, configuration(&c)))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct UpdateCodeInput {
+    zip_file: Option<String>,
+    s3_bucket: Option<String>,
+    revision_id: Option<String>,
+    dry_run: Option<bool>,
+}
+
+async fn update_code(
+    State(s): State<AppState>,
+    Extension(ctx): Extension<RequestContext>,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> LambdaResult {
+    let input: UpdateCodeInput = parse_body(&body)?;
+    if input.s3_bucket.is_some() {
+        return Err(s3_unsupported().into());
+    }
+    let zip = decode_zip(&required(input.zip_file, "zipFile")?)?;
+    let c = s.functions.update_code(
+        &ctx.scope,
+        &name,
+        UpdateCode { zip, revision_id: input.revision_id, dry_run: input.dry_run.unwrap_or(false) },
+    )?;
+    Ok(json_response(StatusCode::OK, configuration(&c)))
+}
+
+async fn delete_function(
+    State(s): State<AppState>,
+    Extension(ctx): Extension<RequestContext>,
+    Path(name): Path<String>,
+    Query(q): Query<QualifierQuery>,
+) -> LambdaResult {
+    s.functions.delete_function(&ctx.scope, &name, q.qualifier.as_deref())?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn invoke(
+    State(s): State<AppState>,
+    Extension(ctx): Extension<RequestContext>,
+    Path(name): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> LambdaResult {
+    let header = |k: &str| headers.get(k).and_then(|v| v.to_str().ok());
+    let invocation_type = match header("x-amz-invocation-type") {
+        None | Some("RequestResponse") => InvocationType::RequestResponse,
+        Some("Event") => InvocationType::Event,
+        Some("DryRun") => InvocationType::DryRun,
+        Some(other) => {
+            return Err(ApiError::validation(format!(
+                "1 validation error detected: Value '{other}' at 'invocationType' failed to satisfy constraint: Member must satisfy enum value set: [Event, RequestResponse, DryRun]"
+            ))
+            .into());
+        }
+    };
+    let tail_log = match header("x-amz-log-type") {
+        None | Some("None") => false,
+        Some("Tail") => true,
+        Some(other) => {
+            return Err(ApiError::validation(format!(
+                "1 validation error detected: Value '{other}' at 'logType' failed to satisfy constraint: Member must satisfy enum value set: [None, Tail]"
+            ))
+            .into());
+        }
+    };
+    if invocation_type == InvocationType::RequestResponse && !body.is_empty() && body.len() <= nimbus_model::limits::SYNC_PAYLOAD_BYTES && serde_json::from_slice::<serde::de::IgnoredAny>(&body).is_err() {
+        return Err(ApiError::new(400, "InvalidRequestContentException", "Could not parse request body into json: Could not parse payload into json: Unexpected character").into());
+    }
+    let client_context = header("x-amz-client-context").map(|cc| {
+        base64::engine::general_purpose::STANDARD
+            .decode(cc)
+            .ok()
+            .and_then(|b| String::from_utf8(b).ok())
+            .unwrap_or_else(|| cc.to_string())
+    });
+    let result = s
+        .functions
+        .invoke(InvokeRequest {
+            scope: ctx.scope,
+            function: name,
+            qualifier: q.get("Qualifier").cloned(),
+            payload: body,
+            invocation_type,
+            tail_log,
+            client_context,
+        })
+        .await?;
+    let mut resp = (StatusCode::from_u16(result.status).unwrap_or(StatusCode::OK), result.payload).into_response();
+    let h = resp.headers_mut();
+    h.insert("content-type", HeaderValue::from_static("application/json"));
+    if let Ok(v) = HeaderValue::from_str(&result.executed_version) {
+        h.insert("x-amz-executed-version", v);
+    }
+    if let Some(fe) = result.function_error {
+        h.insert("x-amz-function-error", HeaderValue::from_static(fe));
+    }
+    if let Some(tail) = result.log_tail.and_then(|t| HeaderValue::from_str(&t).ok()) {
+        h.insert("x-amz-log-result", tail);
+    }
+    Ok(resp)
+}

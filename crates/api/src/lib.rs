@@ -1,0 +1,58 @@
+//! Nimbus's AWS wire layer: SigV4, the generic JSON-1.0/1.1 `X-Amz-Target` dispatcher,
+//! REST-JSON routing, AWS error shapes, and one module per service mapping wire shapes to
+//! typed engine calls. The only crate that knows what AWS requests look like.
+#![forbid(unsafe_code)]
+
+mod auth;
+mod error;
+mod json_rpc;
+mod lambda;
+mod logs;
+pub mod sigv4;
+
+pub use auth::{AuthConfig, AuthMode, RequestContext};
+pub use error::{ApiError, Protocol};
+pub use json_rpc::JsonService;
+
+use axum::Router;
+use axum::extract::State;
+use axum::response::IntoResponse;
+use nimbus_functions::FunctionsEngine;
+use nimbus_store::LogStore;
+use std::sync::Arc;
+
+/// Everything the HTTP layer needs.
+#[derive(Clone)]
+pub struct AppState {
+    pub functions: Arc<FunctionsEngine>,
+    pub logs: Arc<LogStore>,
+    pub auth: Arc<AuthConfig>,
+    pub version: &'static str,
+    /// Base URL clients reach this server at (for `Code.Location` links).
+    pub endpoint_url: String,
+}
+
+/// The single listener's router: health, REST-JSON services by path, and every
+/// JSON-1.x service through one dispatcher.
+pub fn router(state: AppState) -> Router {
+    let services: Vec<Arc<dyn JsonService>> = vec![Arc::new(logs::LogsService { logs: state.logs.clone() })];
+    let dispatcher = Arc::new(json_rpc::Dispatcher::new(services));
+    Router::new()
+        .route("/_nimbus/health", axum::routing::get(health))
+        .merge(lambda::routes())
+        .route("/", axum::routing::post(json_rpc::dispatch))
+        .layer(axum::Extension(dispatcher))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), auth::authenticate))
+        // Bodies are bounded per operation inside the handlers (6 MB invoke, 50 MB zip
+        // as base64 JSON), so AWS's own error can be returned rather than axum's.
+        .layer(axum::extract::DefaultBodyLimit::max(80 * 1024 * 1024))
+        .with_state(state)
+}
+
+async fn health(State(state): State<AppState>) -> impl IntoResponse {
+    axum::Json(serde_json::json!({
+        "status": "ok",
+        "version": state.version,
+        "sandbox": state.functions.sandbox_name(),
+    }))
+}

@@ -1,0 +1,734 @@
+//! The functions engine: the function registry (in memory, written through to the
+//! store), warm pools of execution environments, and the invoke paths.
+use crate::environment::{Environment, Invocation, Outcome, StartError, StartParams};
+use crate::{
+    CreateFunction, Error, FunctionPage, InvocationType, InvokeRequest, InvokeResult, UpdateCode,
+    UpdateConfiguration, code,
+};
+use base64::Engine as _;
+use bytes::Bytes;
+use nimbus_model::function::{
+    validate_environment, validate_ephemeral_storage, validate_handler, validate_memory,
+    validate_role, validate_timeout,
+};
+use nimbus_model::{FunctionConfig, FunctionRef, PackageType, Runtime, Scope, limits};
+use nimbus_sandbox::Sandbox;
+use nimbus_store::{BlobStore, LogStore, Store};
+use parking_lot::{Mutex, RwLock};
+use sha2::{Digest, Sha256};
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+const COLLECTION: &str = "lambda.functions";
+
+/// Engine settings, from the server's flags.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub data_dir: PathBuf,
+    /// Account-wide concurrent executions.
+    pub max_concurrency: usize,
+    /// Idle environments are destroyed after this long.
+    pub env_idle_timeout: Duration,
+    /// Freeze idle environments (SIGSTOP/cgroup freezer) between invokes.
+    pub freeze_idle: bool,
+    /// What functions get as `AWS_ENDPOINT_URL`.
+    pub endpoint_url: String,
+    pub python: PathBuf,
+    pub node: PathBuf,
+}
+
+/// One function's current configuration and its warm environments. Replaced wholesale
+/// on every update, so environments of an older configuration retire with their entry.
+struct FunctionEntry {
+    config: Arc<FunctionConfig>,
+    code_dir: PathBuf,
+    idle: Mutex<Vec<Arc<Environment>>>,
+    retired: AtomicBool,
+}
+
+impl FunctionEntry {
+    fn retire(&self) {
+        self.retired.store(true, Ordering::SeqCst);
+        for env in self.idle.lock().drain(..) {
+            env.destroy();
+        }
+    }
+}
+
+pub struct FunctionsEngine {
+    cfg: Config,
+    store: Arc<dyn Store>,
+    blobs: BlobStore,
+    logs: Arc<LogStore>,
+    sandbox: Arc<dyn Sandbox>,
+    runtimes_dir: PathBuf,
+    functions: RwLock<HashMap<String, Arc<FunctionEntry>>>,
+    /// In-flight invocations per account.
+    concurrency: Mutex<HashMap<String, Arc<AtomicUsize>>>,
+    /// Serialises control-plane writes so read-modify-write updates do not interleave.
+    writes: Mutex<()>,
+}
+
+fn key(account: &str, region: &str, name: &str) -> String {
+    format!("{account}:{region}:{name}")
+}
+
+/// Holds one unit of account concurrency until dropped.
+struct ConcurrencySlot(Arc<AtomicUsize>);
+
+impl Drop for ConcurrencySlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+fn not_found(arn: &str) -> Error {
+    Error::NotFound(format!("Function not found: {arn}"))
+}
+
+const RESERVED_ENV: &[&str] = &[
+    "_HANDLER", "_X_AMZN_TRACE_ID", "AWS_DEFAULT_REGION", "AWS_REGION", "AWS_EXECUTION_ENV",
+    "AWS_LAMBDA_FUNCTION_NAME", "AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "AWS_LAMBDA_FUNCTION_VERSION",
+    "AWS_LAMBDA_INITIALIZATION_TYPE", "AWS_LAMBDA_LOG_GROUP_NAME", "AWS_LAMBDA_LOG_STREAM_NAME",
+    "AWS_ACCESS_KEY", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
+    "AWS_LAMBDA_RUNTIME_API", "LAMBDA_TASK_ROOT", "LAMBDA_RUNTIME_DIR",
+];
+
+fn check_environment(vars: &BTreeMap<String, String>) -> Result<(), Error> {
+    validate_environment(vars)?;
+    let reserved: Vec<&str> = vars.keys().map(String::as_str).filter(|k| RESERVED_ENV.contains(k)).collect();
+    if !reserved.is_empty() {
+        return Err(Error::InvalidParameter(format!(
+            "Lambda was unable to configure your environment variables because the environment variables you have provided contains reserved keys that are currently not supported for modification. Reserved keys used in this request: {}",
+            reserved.join(", ")
+        )));
+    }
+    Ok(())
+}
+
+impl FunctionsEngine {
+    /// Opens the engine over durable state, reloading every stored function.
+    pub fn open(
+        cfg: Config,
+        store: Arc<dyn Store>,
+        blobs: BlobStore,
+        logs: Arc<LogStore>,
+        sandbox: Arc<dyn Sandbox>,
+    ) -> Result<Arc<FunctionsEngine>, Error> {
+        let runtimes_dir = cfg.data_dir.join("runtimes");
+        install_runtimes(&runtimes_dir)?;
+        std::fs::create_dir_all(cfg.data_dir.join("envs"))?;
+        // Scratch space of environments from a previous run is garbage now.
+        for entry in std::fs::read_dir(cfg.data_dir.join("envs"))?.flatten() {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+        let engine = FunctionsEngine {
+            cfg,
+            store,
+            blobs,
+            logs,
+            sandbox,
+            runtimes_dir,
+            functions: RwLock::new(HashMap::new()),
+            concurrency: Mutex::new(HashMap::new()),
+            writes: Mutex::new(()),
+        };
+        for (k, v) in engine.store.list(COLLECTION)? {
+            let config: FunctionConfig = serde_json::from_slice(&v)
+                .map_err(|e| Error::Internal(format!("stored function {k} is unreadable: {e}")))?;
+            let code_dir = engine.code_dir(&config.code_digest);
+            engine.functions.write().insert(k, Arc::new(FunctionEntry {
+                config: Arc::new(config),
+                code_dir,
+                idle: Mutex::new(Vec::new()),
+                retired: AtomicBool::new(false),
+            }));
+        }
+        let engine = Arc::new(engine);
+        engine.spawn_reaper();
+        Ok(engine)
+    }
+
+    pub fn sandbox_name(&self) -> &'static str {
+        self.sandbox.name()
+    }
+
+    pub fn function_count(&self) -> usize {
+        self.functions.read().len()
+    }
+
+    fn code_dir(&self, digest: &str) -> PathBuf {
+        self.cfg.data_dir.join("code").join(digest)
+    }
+
+    /// Destroys environments idle for longer than the idle timeout.
+    fn spawn_reaper(self: &Arc<Self>) {
+        let weak = Arc::downgrade(self);
+        let period = (self.cfg.env_idle_timeout / 4).clamp(Duration::from_millis(50), Duration::from_secs(5));
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(period);
+            loop {
+                tick.tick().await;
+                let Some(engine) = weak.upgrade() else { return };
+                let entries: Vec<_> = engine.functions.read().values().cloned().collect();
+                for entry in entries {
+                    let mut idle = entry.idle.lock();
+                    idle.retain(|env| {
+                        let keep = env.last_used.lock().elapsed() < engine.cfg.env_idle_timeout && !env.is_dead();
+                        if !keep {
+                            env.destroy();
+                        }
+                        keep
+                    });
+                }
+            }
+        });
+    }
+
+    fn resolve(&self, scope: &Scope, function: &str) -> Result<(FunctionRef, String), Error> {
+        let r = FunctionRef::parse(function)?;
+        let account = r.account.clone().unwrap_or_else(|| scope.account.clone());
+        let region = r.region.clone().unwrap_or_else(|| scope.region.clone());
+        let k = key(&account, &region, &r.name);
+        Ok((r, k))
+    }
+
+    fn entry(&self, scope: &Scope, function: &str, qualifier: Option<&str>) -> Result<Arc<FunctionEntry>, Error> {
+        let (r, k) = self.resolve(scope, function)?;
+        let qualifier = qualifier.or(r.qualifier.as_deref());
+        let entry = self.functions.read().get(&k).cloned();
+        let arn = || {
+            let base = Scope::new(r.account.clone().unwrap_or(scope.account.clone()), r.region.clone().unwrap_or(scope.region.clone())).function_arn(&r.name);
+            match qualifier {
+                Some(q) => format!("{base}:{q}"),
+                None => base,
+            }
+        };
+        let entry = entry.ok_or_else(|| not_found(&arn()))?;
+        match qualifier {
+            None | Some("$LATEST") => Ok(entry),
+            // Versions and aliases arrive with PublishVersion/CreateAlias.
+            Some(_) => Err(not_found(&arn())),
+        }
+    }
+
+    pub fn get_function(&self, scope: &Scope, function: &str, qualifier: Option<&str>) -> Result<Arc<FunctionConfig>, Error> {
+        Ok(self.entry(scope, function, qualifier)?.config.clone())
+    }
+
+    /// The deployment package bytes (GetFunction's `Code.Location` serves them).
+    pub fn code_package(&self, digest: &str) -> Result<Option<Vec<u8>>, Error> {
+        Ok(self.blobs.get(digest)?)
+    }
+
+    pub fn list_functions(&self, scope: &Scope, marker: Option<&str>, max_items: Option<usize>) -> Result<FunctionPage, Error> {
+        let max = max_items.unwrap_or(50).clamp(1, 50);
+        let mut all: Vec<Arc<FunctionConfig>> = self
+            .functions
+            .read()
+            .values()
+            .filter(|e| e.config.account == scope.account && e.config.region == scope.region)
+            .map(|e| e.config.clone())
+            .collect();
+        all.sort_by(|a, b| a.name.cmp(&b.name));
+        let start = match marker {
+            Some(m) => {
+                let after = String::from_utf8(
+                    base64::engine::general_purpose::URL_SAFE_NO_PAD
+                        .decode(m)
+                        .map_err(|_| Error::InvalidParameter("Invalid Marker".into()))?,
+                )
+                .map_err(|_| Error::InvalidParameter("Invalid Marker".into()))?;
+                all.partition_point(|f| f.name.as_str() <= after.as_str())
+            }
+            None => 0,
+        };
+        let page: Vec<_> = all.iter().skip(start).take(max).cloned().collect();
+        let next_marker = (start + page.len() < all.len())
+            .then(|| page.last().map(|f| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&f.name)))
+            .flatten();
+        Ok(FunctionPage { functions: page, next_marker })
+    }
+
+    /// Validates, stores and unpacks a zip; returns (hex digest, base64 sha, size).
+    fn ingest_zip(&self, zip: &[u8]) -> Result<(String, String, u64), Error> {
+        if zip.is_empty() {
+            return Err(Error::InvalidParameter("Please provide a source for function code.".into()));
+        }
+        code::validate(zip)?;
+        let digest = self.blobs.put(zip)?;
+        code::unpack_once(zip, &self.code_dir(&digest))?;
+        let sha = base64::engine::general_purpose::STANDARD.encode(Sha256::digest(zip));
+        Ok((digest, sha, zip.len() as u64))
+    }
+
+    fn persist(&self, config: &FunctionConfig) -> Result<(), Error> {
+        let bytes = serde_json::to_vec(config).map_err(|e| Error::Internal(e.to_string()))?;
+        self.store.put(COLLECTION, &key(&config.account, &config.region, &config.name), &bytes)?;
+        Ok(())
+    }
+
+    fn install(&self, config: FunctionConfig) -> Arc<FunctionConfig> {
+        let config = Arc::new(config);
+        let entry = Arc::new(FunctionEntry {
+            code_dir: self.code_dir(&config.code_digest),
+            config: config.clone(),
+            idle: Mutex::new(Vec::new()),
+            retired: AtomicBool::new(false),
+        });
+        let k = key(&config.account, &config.region, &config.name);
+        if let Some(old) = self.functions.write().insert(k, entry) {
+            old.retire();
+        }
+        config
+    }
+
+    pub fn create_function(&self, scope: &Scope, req: CreateFunction) -> Result<Arc<FunctionConfig>, Error> {
+        let r = FunctionRef::parse(&req.name)?;
+        if r.qualifier.is_some() {
+            return Err(Error::InvalidParameter("Qualifiers are not allowed in CreateFunction's FunctionName.".into()));
+        }
+        let scope = Scope::new(r.account.clone().unwrap_or(scope.account.clone()), r.region.clone().unwrap_or(scope.region.clone()));
+        match req.package_type.as_deref() {
+            None | Some("Zip") => {}
+            Some("Image") => {
+                return Err(Error::InvalidParameter(
+                    "PackageType Image needs the registry, which this Nimbus build does not have yet.".into(),
+                ));
+            }
+            Some(other) => {
+                return Err(Error::InvalidParameter(format!("Unsupported PackageType: {other}")));
+            }
+        }
+        let (Some(runtime), Some(handler)) = (req.runtime.as_deref(), req.handler.as_deref()) else {
+            return Err(Error::InvalidParameter(
+                "Runtime and Handler are mandatory parameters for functions created with deployment packages.".into(),
+            ));
+        };
+        let runtime = Runtime::parse(runtime)?;
+        validate_handler(handler)?;
+        validate_role(&req.role)?;
+        let memory_mb = req.memory_mb.unwrap_or(limits::DEFAULT_MEMORY_MB);
+        validate_memory(memory_mb)?;
+        let timeout_secs = req.timeout_secs.unwrap_or(limits::DEFAULT_TIMEOUT_SECS);
+        validate_timeout(timeout_secs)?;
+        let ephemeral = req.ephemeral_storage_mb.unwrap_or(limits::EPHEMERAL_MB_MIN);
+        validate_ephemeral_storage(ephemeral)?;
+        let environment = req.environment.unwrap_or_default();
+        check_environment(&environment)?;
+        if let Some(d) = &req.description {
+            if d.len() > 256 {
+                return Err(Error::InvalidParameter("Description must be at most 256 characters.".into()));
+            }
+        }
+        let architectures = req.architectures.unwrap_or_else(|| vec!["x86_64".into()]);
+        if architectures.len() != 1 || !["x86_64", "arm64"].contains(&architectures[0].as_str()) {
+            return Err(Error::InvalidParameter("Architectures must be exactly one of x86_64, arm64.".into()));
+        }
+        let k = key(&scope.account, &scope.region, &r.name);
+        let _w = self.writes.lock();
+        if self.functions.read().contains_key(&k) {
+            return Err(Error::Conflict(format!("Function already exist: {}", r.name)));
+        }
+        let (code_digest, code_sha256, code_size) = self.ingest_zip(&req.zip)?;
+        let config = FunctionConfig {
+            name: r.name.clone(),
+            account: scope.account.clone(),
+            region: scope.region.clone(),
+            runtime: Some(runtime),
+            handler: Some(handler.to_string()),
+            role: req.role,
+            description: req.description.unwrap_or_default(),
+            memory_mb,
+            timeout_secs,
+            ephemeral_storage_mb: ephemeral,
+            environment,
+            architectures,
+            package_type: PackageType::Zip,
+            code_sha256,
+            code_digest,
+            code_size,
+            last_modified: nimbus_model::lambda_timestamp(chrono::Utc::now()),
+            revision_id: uuid::Uuid::new_v4().to_string(),
+            version: "$LATEST".into(),
+            tags: req.tags,
+        };
+        self.persist(&config)?;
+        Ok(self.install(config))
+    }
+
+    /// Read-modify-write of a function's configuration under the write lock,
+    /// honouring `RevisionId` preconditions.
+    fn modify(
+        &self,
+        scope: &Scope,
+        function: &str,
+        revision_id: Option<&str>,
+        change: impl FnOnce(&mut FunctionConfig) -> Result<(), Error>,
+    ) -> Result<Arc<FunctionConfig>, Error> {
+        let _w = self.writes.lock();
+        let entry = self.entry(scope, function, None)?;
+        if let Some(rev) = revision_id {
+            if rev != entry.config.revision_id {
+                return Err(Error::PreconditionFailed(
+                    "The Revision Id provided does not match the latest Revision Id. Call the GetFunction/GetAlias API to retrieve the latest Revision Id".into(),
+                ));
+            }
+        }
+        let mut config = (*entry.config).clone();
+        change(&mut config)?;
+        config.last_modified = nimbus_model::lambda_timestamp(chrono::Utc::now());
+        config.revision_id = uuid::Uuid::new_v4().to_string();
+        self.persist(&config)?;
+        Ok(self.install(config))
+    }
+
+    pub fn update_configuration(&self, scope: &Scope, function: &str, req: UpdateConfiguration) -> Result<Arc<FunctionConfig>, Error> {
+        self.modify(scope, function, req.revision_id.as_deref(), |c| {
+            if let Some(r) = &req.runtime {
+                c.runtime = Some(Runtime::parse(r)?);
+            }
+            if let Some(h) = &req.handler {
+                validate_handler(h)?;
+                c.handler = Some(h.clone());
+            }
+            if let Some(role) = &req.role {
+                validate_role(role)?;
+                c.role = role.clone();
+            }
+            if let Some(d) = &req.description {
+                c.description = d.clone();
+            }
+            if let Some(m) = req.memory_mb {
+                validate_memory(m)?;
+                c.memory_mb = m;
+            }
+            if let Some(t) = req.timeout_secs {
+                validate_timeout(t)?;
+                c.timeout_secs = t;
+            }
+            if let Some(e) = req.ephemeral_storage_mb {
+                validate_ephemeral_storage(e)?;
+                c.ephemeral_storage_mb = e;
+            }
+            if let Some(env) = &req.environment {
+                check_environment(env)?;
+                c.environment = env.clone();
+            }
+            Ok(())
+        })
+    }
+
+    pub fn update_code(&self, scope: &Scope, function: &str, req: UpdateCode) -> Result<Arc<FunctionConfig>, Error> {
+        if req.dry_run {
+            code::validate(&req.zip)?;
+            return self.get_function(scope, function, None);
+        }
+        self.entry(scope, function, None)?;
+        let (digest, sha, size) = self.ingest_zip(&req.zip)?;
+        self.modify(scope, function, req.revision_id.as_deref(), |c| {
+            c.code_digest = digest;
+            c.code_sha256 = sha;
+            c.code_size = size;
+            Ok(())
+        })
+    }
+
+    pub fn delete_function(&self, scope: &Scope, function: &str, qualifier: Option<&str>) -> Result<(), Error> {
+        let _w = self.writes.lock();
+        let (r, k) = self.resolve(scope, function)?;
+        if let Some(q) = qualifier.or(r.qualifier.as_deref()) {
+            if q != "$LATEST" {
+                self.entry(scope, function, Some(q))?;
+            }
+        }
+        let entry = self.entry(scope, function, None)?;
+        self.store.delete(COLLECTION, &k)?;
+        self.functions.write().remove(&k);
+        entry.retire();
+        Ok(())
+    }
+
+    fn acquire_slot(&self, account: &str) -> Result<ConcurrencySlot, Error> {
+        let counter = self.concurrency.lock().entry(account.to_string()).or_default().clone();
+        let before = counter.fetch_add(1, Ordering::SeqCst);
+        let slot = ConcurrencySlot(counter);
+        if before >= self.cfg.max_concurrency {
+            return Err(Error::TooManyRequests {
+                reason: "ConcurrentInvocationLimitExceeded",
+                message: "Rate Exceeded.".into(),
+            });
+        }
+        Ok(slot)
+    }
+
+    /// Concurrent executions in flight for an account.
+    pub fn concurrent_executions(&self, account: &str) -> usize {
+        self.concurrency.lock().get(account).map(|c| c.load(Ordering::SeqCst)).unwrap_or(0)
+    }
+
+    pub async fn invoke(self: &Arc<Self>, req: InvokeRequest) -> Result<InvokeResult, Error> {
+        let entry = self.entry(&req.scope, &req.function, req.qualifier.as_deref())?;
+        let version = entry.config.version.clone();
+        match req.invocation_type {
+            InvocationType::DryRun => Ok(InvokeResult {
+                status: 204,
+                payload: Bytes::new(),
+                function_error: None,
+                log_tail: None,
+                executed_version: version,
+            }),
+            InvocationType::Event => {
+                if req.payload.len() > limits::ASYNC_PAYLOAD_BYTES {
+                    return Err(Error::RequestTooLarge(format!(
+                        "Request must be smaller than {} bytes for the InvokeAsync operation",
+                        limits::ASYNC_PAYLOAD_BYTES
+                    )));
+                }
+                // Not yet durable: the queued form (with retries and DLQ) is its own issue.
+                let engine = self.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = engine.invoke_sync(entry, req).await {
+                        tracing::warn!("async invoke failed: {e}");
+                    }
+                });
+                Ok(InvokeResult {
+                    status: 202,
+                    payload: Bytes::new(),
+                    function_error: None,
+                    log_tail: None,
+                    executed_version: version,
+                })
+            }
+            InvocationType::RequestResponse => {
+                if req.payload.len() > limits::SYNC_PAYLOAD_BYTES {
+                    return Err(Error::RequestTooLarge(format!(
+                        "Request must be smaller than {} bytes for the InvokeFunction operation",
+                        limits::SYNC_PAYLOAD_BYTES
+                    )));
+                }
+                self.invoke_sync(entry, req).await
+            }
+        }
+    }
+
+    async fn start_environment(&self, entry: &FunctionEntry) -> Result<(Arc<Environment>, Duration), StartError> {
+        if !entry.code_dir.join(".nimbus-unpacked").exists() {
+            // Restarted with a fresh code cache: unpack again from the blob store.
+            let zip = self
+                .blobs
+                .get(&entry.config.code_digest)
+                .map_err(|e| StartError::Internal(e.to_string()))?
+                .ok_or_else(|| StartError::Internal("deployment package is missing from the blob store".into()))?;
+            code::unpack_once(&zip, &entry.code_dir).map_err(|e| StartError::Internal(e.to_string()))?;
+        }
+        Environment::start(StartParams {
+            config: &entry.config,
+            code_dir: entry.code_dir.clone(),
+            runtimes_dir: &self.runtimes_dir,
+            python: &self.cfg.python,
+            node: &self.cfg.node,
+            envs_dir: &self.cfg.data_dir.join("envs"),
+            endpoint_url: &self.cfg.endpoint_url,
+            sandbox: self.sandbox.as_ref(),
+            logs: self.logs.clone(),
+            freeze: self.cfg.freeze_idle,
+        })
+        .await
+    }
+
+    async fn invoke_sync(&self, entry: Arc<FunctionEntry>, req: InvokeRequest) -> Result<InvokeResult, Error> {
+        let _slot = self.acquire_slot(&entry.config.account)?;
+        let config = entry.config.clone();
+        let request_id = uuid::Uuid::new_v4().to_string();
+        let warm = entry.idle.lock().pop();
+        let (env, init) = match warm {
+            Some(env) => (env, None),
+            None => match self.start_environment(&entry).await {
+                Ok((env, init)) => (env, Some(init)),
+                Err(StartError::Init { body, init, env }) => {
+                    return Ok(self.init_failure(&config, &request_id, body, init, env, req.tail_log));
+                }
+                Err(StartError::Internal(msg)) => return Err(Error::Internal(msg)),
+            },
+        };
+        if req.tail_log {
+            *env.shared.tail.lock() = Some(String::new());
+        }
+        env.log(&format!("START RequestId: {request_id} Version: {}", config.version));
+        let timeout = Duration::from_secs(config.timeout_secs as u64);
+        let now_ms = chrono::Utc::now().timestamp_millis() as u64;
+        let started = Instant::now();
+        let rx = env.dispatch(Invocation {
+            request_id: request_id.clone(),
+            payload: req.payload,
+            deadline_ms: now_ms + timeout.as_millis() as u64,
+            function_arn: match &req.qualifier {
+                Some(q) => format!("{}:{q}", config.arn()),
+                None => config.arn(),
+            },
+            trace_id: trace_id(),
+            client_context: req.client_context,
+        });
+        let outcome = tokio::time::timeout(timeout, rx).await;
+        let duration = started.elapsed();
+        env.pipe.drain(true);
+        let mut healthy = true;
+        let mut status_note = String::new();
+        let (payload, function_error) = match outcome {
+            Ok(Ok(Outcome::Response(body))) => (body, None),
+            Ok(Ok(Outcome::Error { body })) => (body, Some("Unhandled")),
+            Ok(Ok(Outcome::Exited(status))) => {
+                healthy = false;
+                let message = format!("RequestId: {request_id} Error: Runtime exited with error: {status}");
+                env.log(&message);
+                env.log("Runtime.ExitError");
+                status_note = "\tStatus: error\tError Type: Runtime.ExitError".into();
+                let body = serde_json::json!({"errorType": "Runtime.ExitError", "errorMessage": message});
+                (Bytes::from(body.to_string()), Some("Unhandled"))
+            }
+            Ok(Err(_)) => {
+                healthy = false;
+                let body = serde_json::json!({"errorType": "Runtime.Unknown", "errorMessage": format!("RequestId: {request_id} Error: Unknown application error occurred")});
+                (Bytes::from(body.to_string()), Some("Unhandled"))
+            }
+            Err(_) => {
+                healthy = false;
+                env.destroy();
+                let secs = format!("{:.2}", timeout.as_secs_f64());
+                env.log(&format!(
+                    "{} {request_id} Task timed out after {secs} seconds",
+                    chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S%.3fZ")
+                ));
+                status_note = "\tStatus: timeout".into();
+                let body = serde_json::json!({
+                    "errorType": "Sandbox.Timedout",
+                    "errorMessage": format!("RequestId: {request_id} Error: Task timed out after {secs} seconds"),
+                });
+                (Bytes::from(body.to_string()), Some("Unhandled"))
+            }
+        };
+        let peak = env.peak_memory_mb();
+        env.log(&format!("END RequestId: {request_id}"));
+        env.log(&report_line(&request_id, duration, config.memory_mb, peak, init, &status_note));
+        let log_tail = env.shared.tail.lock().take().map(|t| tail_base64(&t));
+        if healthy && !env.is_dead() && !entry.retired.load(Ordering::SeqCst) {
+            env.park();
+            entry.idle.lock().push(env);
+            // An update may have retired the entry while we were parking.
+            if entry.retired.load(Ordering::SeqCst) {
+                entry.retire();
+            }
+        } else {
+            env.destroy();
+        }
+        Ok(InvokeResult { status: 200, payload, function_error, log_tail, executed_version: config.version.clone() })
+    }
+
+    fn init_failure(
+        &self,
+        config: &FunctionConfig,
+        request_id: &str,
+        body: Bytes,
+        init: Duration,
+        env: Option<Arc<Environment>>,
+        tail: bool,
+    ) -> InvokeResult {
+        let mut text = String::new();
+        if let Some(env) = env {
+            let lines = [
+                format!("START RequestId: {request_id} Version: {}", config.version),
+                format!("END RequestId: {request_id}"),
+                report_line(request_id, Duration::ZERO, config.memory_mb, 0, Some(init), "\tStatus: error"),
+            ];
+            for l in lines {
+                env.log(&l);
+                text.push_str(&l);
+                text.push('\n');
+            }
+        }
+        InvokeResult {
+            status: 200,
+            payload: body,
+            function_error: Some("Unhandled"),
+            log_tail: tail.then(|| tail_base64(&text)),
+            executed_version: config.version.clone(),
+        }
+    }
+}
+
+/// Lambda's REPORT line (tab-separated, as AWS writes it).
+fn report_line(request_id: &str, duration: Duration, memory_mb: u32, peak_mb: u64, init: Option<Duration>, note: &str) -> String {
+    let ms = duration.as_secs_f64() * 1000.0;
+    let billed = (ms.ceil() as u64).max(1);
+    let mut line = format!(
+        "REPORT RequestId: {request_id}\tDuration: {ms:.2} ms\tBilled Duration: {billed} ms\tMemory Size: {memory_mb} MB\tMax Memory Used: {peak_mb} MB"
+    );
+    if let Some(init) = init {
+        line.push_str(&format!("\tInit Duration: {:.2} ms", init.as_secs_f64() * 1000.0));
+    }
+    line.push_str(note);
+    line.push('\t');
+    line
+}
+
+/// The last 4 KB of an invocation's log, base64 (`X-Amz-Log-Result`).
+fn tail_base64(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let start = bytes.len().saturating_sub(limits::LOG_TAIL_BYTES);
+    base64::engine::general_purpose::STANDARD.encode(&bytes[start..])
+}
+
+/// An X-Ray trace header, as Lambda passes to runtimes.
+fn trace_id() -> String {
+    let secs = chrono::Utc::now().timestamp();
+    format!(
+        "Root=1-{secs:08x}-{:024x};Parent={:016x};Sampled=0",
+        fastrand::u128(..) & ((1u128 << 96) - 1),
+        fastrand::u64(..)
+    )
+}
+
+/// Writes the per-language bootstraps shipped inside the binary where runtimes can run them.
+fn install_runtimes(dir: &std::path::Path) -> Result<(), Error> {
+    const FILES: &[(&str, &str)] = &[
+        ("python/bootstrap.py", include_str!("../../../runtimes/python/bootstrap.py")),
+        ("node/bootstrap.js", include_str!("../../../runtimes/node/bootstrap.js")),
+    ];
+    for (rel, content) in FILES {
+        let path = dir.join(rel);
+        if let Some(p) = path.parent() {
+            std::fs::create_dir_all(p)?;
+        }
+        if std::fs::read_to_string(&path).ok().as_deref() != Some(*content) {
+            let tmp = path.with_extension("tmp");
+            std::fs::write(&tmp, content)?;
+            std::fs::rename(&tmp, &path)?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn report_line_has_lambdas_fields() {
+        let l = report_line("abc", Duration::from_micros(1500), 128, 20, Some(Duration::from_millis(12)), "");
+        assert_eq!(l, "REPORT RequestId: abc\tDuration: 1.50 ms\tBilled Duration: 2 ms\tMemory Size: 128 MB\tMax Memory Used: 20 MB\tInit Duration: 12.00 ms\t");
+        let l = report_line("abc", Duration::from_micros(100), 128, 20, None, "");
+        assert!(!l.contains("Init Duration"));
+    }
+
+    #[test]
+    fn tail_is_last_4k() {
+        let text = "x".repeat(5000) + "END";
+        let decoded = base64::engine::general_purpose::STANDARD.decode(tail_base64(&text)).unwrap();
+        assert_eq!(decoded.len(), 4096);
+        assert!(decoded.ends_with(b"END"));
+    }
+}

@@ -1,0 +1,454 @@
+//! One execution environment: a sandboxed runtime process, its Runtime API endpoint,
+//! its log stream, and the hand-off of invocations to it.
+use crate::logpipe::LogPipe;
+use crate::runtime_api;
+use bytes::Bytes;
+use nimbus_model::{FunctionConfig, RuntimeFamily};
+use nimbus_sandbox::{ExitStatus, Instance, Limits, Sandbox, SandboxSpec};
+use nimbus_store::{LogEvent, LogStore};
+use parking_lot::Mutex;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, oneshot};
+
+/// An event handed to the runtime through `next`.
+pub(crate) struct Invocation {
+    pub request_id: String,
+    pub payload: Bytes,
+    pub deadline_ms: u64,
+    pub function_arn: String,
+    pub trace_id: String,
+    pub client_context: Option<String>,
+}
+
+/// How an invocation ended, from the environment's side.
+pub(crate) enum Outcome {
+    Response(Bytes),
+    /// The runtime reported an error (body is Lambda's error JSON).
+    Error { body: Bytes },
+    /// The runtime process exited mid-invocation.
+    Exited(ExitStatus),
+}
+
+/// How initialisation ended.
+pub(crate) enum InitResult {
+    Ready,
+    /// The runtime posted `/runtime/init/error`.
+    Failed(Bytes),
+    Exited(ExitStatus),
+}
+
+#[derive(Default)]
+struct FreezeState {
+    /// Returned to the warm pool (no invocation assigned).
+    idle: bool,
+    frozen: bool,
+    /// The runtime is blocked in `next`.
+    waiting: bool,
+}
+
+/// State shared between the engine and the environment's Runtime API handlers.
+pub(crate) struct EnvShared {
+    pub queue: tokio::sync::Mutex<mpsc::Receiver<Invocation>>,
+    sender: mpsc::Sender<Invocation>,
+    inflight: Mutex<Option<(String, oneshot::Sender<Outcome>)>>,
+    init: Mutex<Option<oneshot::Sender<InitResult>>>,
+    freeze: Mutex<FreezeState>,
+    freeze_enabled: bool,
+    instance: OnceLock<Box<dyn Instance>>,
+    pub dead: AtomicBool,
+    /// Log text of the current invocation, captured for `--log-type Tail`.
+    pub tail: Mutex<Option<String>>,
+}
+
+impl EnvShared {
+    fn pause(&self) {
+        if let Some(i) = self.instance.get() {
+            let _ = i.pause();
+        }
+    }
+
+    /// The runtime called `next` for the first time: initialisation is over.
+    pub fn runtime_ready(&self) {
+        if let Some(tx) = self.init.lock().take() {
+            let _ = tx.send(InitResult::Ready);
+        }
+    }
+
+    pub fn init_failed(&self, body: Bytes) {
+        if let Some(tx) = self.init.lock().take() {
+            let _ = tx.send(InitResult::Failed(body));
+        }
+    }
+
+    /// Freeze an idle environment only once its runtime is parked in `next`, so a thaw
+    /// hands the event straight to a waiting request.
+    pub fn waiting_for_next(&self, waiting: bool) {
+        let mut f = self.freeze.lock();
+        f.waiting = waiting;
+        if waiting && f.idle && !f.frozen && self.freeze_enabled {
+            self.pause();
+            f.frozen = true;
+        }
+    }
+
+    fn set_idle(&self) {
+        let mut f = self.freeze.lock();
+        f.idle = true;
+        if f.waiting && !f.frozen && self.freeze_enabled {
+            self.pause();
+            f.frozen = true;
+        }
+    }
+
+    fn set_busy(&self) {
+        let mut f = self.freeze.lock();
+        f.idle = false;
+        if f.frozen {
+            if let Some(i) = self.instance.get() {
+                let _ = i.resume();
+            }
+            f.frozen = false;
+        }
+    }
+
+    /// Delivers the runtime's answer for `request_id`; false if no such invocation is open.
+    pub fn complete(&self, request_id: &str, outcome: Outcome) -> bool {
+        let mut slot = self.inflight.lock();
+        match slot.take() {
+            Some((id, tx)) if id == request_id => {
+                let _ = tx.send(outcome);
+                true
+            }
+            other => {
+                *slot = other;
+                false
+            }
+        }
+    }
+
+    fn exited(&self, status: ExitStatus) {
+        self.dead.store(true, Ordering::SeqCst);
+        if let Some(tx) = self.init.lock().take() {
+            let _ = tx.send(InitResult::Exited(status));
+        }
+        if let Some((_, tx)) = self.inflight.lock().take() {
+            let _ = tx.send(Outcome::Exited(status));
+        }
+    }
+}
+
+/// Everything needed to start an environment of one function.
+pub(crate) struct StartParams<'a> {
+    pub config: &'a FunctionConfig,
+    pub code_dir: PathBuf,
+    pub runtimes_dir: &'a std::path::Path,
+    pub python: &'a std::path::Path,
+    pub node: &'a std::path::Path,
+    pub envs_dir: &'a std::path::Path,
+    pub endpoint_url: &'a str,
+    pub sandbox: &'a dyn Sandbox,
+    pub logs: Arc<LogStore>,
+    pub freeze: bool,
+}
+
+pub(crate) struct Environment {
+    #[allow(dead_code)]
+    pub id: String,
+    pub log_stream: String,
+    pub shared: Arc<EnvShared>,
+    pub pipe: Arc<LogPipe>,
+    server: tokio::task::JoinHandle<()>,
+    work_dir: PathBuf,
+    pub last_used: Mutex<Instant>,
+    logs: Arc<LogStore>,
+    log_scope: String,
+    log_group: String,
+}
+
+pub(crate) enum StartError {
+    /// Initialisation failed; the body is the error Lambda returns for the invoke.
+    Init { body: Bytes, init: Duration, env: Option<Arc<Environment>> },
+    Internal(String),
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+impl Environment {
+    /// Starts the runtime and waits for it to finish initialising (its first `next`).
+    pub async fn start(p: StartParams<'_>) -> Result<(Arc<Environment>, Duration), StartError> {
+        let internal = |e: &dyn std::fmt::Display| StartError::Internal(e.to_string());
+        let cfg = p.config;
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let log_stream = format!("{}/[{}]{}", chrono::Utc::now().format("%Y/%m/%d"), cfg.version, id);
+        let log_scope = format!("{}:{}", cfg.account, cfg.region);
+        let log_group = cfg.log_group();
+
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.map_err(|e| internal(&e))?;
+        let addr = listener.local_addr().map_err(|e| internal(&e))?;
+        let (sender, receiver) = mpsc::channel(1);
+        let (init_tx, init_rx) = oneshot::channel();
+        let shared = Arc::new(EnvShared {
+            queue: tokio::sync::Mutex::new(receiver),
+            sender,
+            inflight: Mutex::new(None),
+            init: Mutex::new(Some(init_tx)),
+            freeze: Mutex::new(FreezeState::default()),
+            freeze_enabled: p.freeze,
+            instance: OnceLock::new(),
+            dead: AtomicBool::new(false),
+            tail: Mutex::new(None),
+        });
+        let server = runtime_api::serve(listener, runtime_api::router(shared.clone()));
+
+        let (reader, writer) = std::io::pipe().map_err(|e| internal(&e))?;
+        let rx = tokio::net::unix::pipe::Receiver::from_owned_fd(reader.into()).map_err(|e| internal(&e))?;
+        let sink = {
+            let (logs, scope, group, stream, shared) =
+                (p.logs.clone(), log_scope.clone(), log_group.clone(), log_stream.clone(), shared.clone());
+            Box::new(move |line: &str| {
+                if let Some(t) = shared.tail.lock().as_mut() {
+                    t.push_str(line);
+                    t.push('\n');
+                }
+                logs.append(LogEvent {
+                    scope: scope.clone(),
+                    group: group.clone(),
+                    stream: stream.clone(),
+                    timestamp_ms: now_ms(),
+                    message: format!("{line}\n"),
+                });
+            })
+        };
+        let pipe = LogPipe::new(rx, sink);
+
+        let work_dir = p.envs_dir.join(&id);
+        let tmp_dir = work_dir.join("tmp");
+        std::fs::create_dir_all(&tmp_dir).map_err(|e| internal(&e))?;
+        let runtime = cfg.runtime.as_ref().map(|r| r.as_str()).unwrap_or("provided.al2023");
+        let family = cfg.runtime.as_ref().map(|r| r.family()).unwrap_or(RuntimeFamily::Provided);
+        let (program, args) = match family {
+            RuntimeFamily::Python => (
+                p.python.to_path_buf(),
+                vec!["-u".into(), p.runtimes_dir.join("python/bootstrap.py").display().to_string()],
+            ),
+            RuntimeFamily::Node => (
+                p.node.to_path_buf(),
+                vec![p.runtimes_dir.join("node/bootstrap.js").display().to_string()],
+            ),
+            RuntimeFamily::Provided => (p.code_dir.join("bootstrap"), vec![]),
+        };
+        let env = runtime_env(cfg, runtime, family, &addr.to_string(), &p.code_dir, &tmp_dir, &log_stream, p.endpoint_url, p.runtimes_dir);
+
+        let env_obj = Arc::new(Environment {
+            id,
+            log_stream,
+            shared: shared.clone(),
+            pipe,
+            server,
+            work_dir,
+            last_used: Mutex::new(Instant::now()),
+            logs: p.logs.clone(),
+            log_scope,
+            log_group,
+        });
+
+        let started = Instant::now();
+        if family == RuntimeFamily::Provided && !program.exists() {
+            drop(writer);
+            env_obj.destroy();
+            let body = serde_json::json!({
+                "errorType": "Runtime.InvalidEntrypoint",
+                "errorMessage": "Error: Couldn't find valid bootstrap(s): [/var/task/bootstrap /opt/bootstrap]",
+            });
+            env_obj.log("INIT_REPORT Init Duration: 0.00 ms\tPhase: init\tStatus: error\tError Type: Runtime.InvalidEntrypoint");
+            return Err(StartError::Init { body: Bytes::from(body.to_string()), init: started.elapsed(), env: None });
+        }
+        let spec = SandboxSpec {
+            program,
+            args,
+            cwd: p.code_dir.clone(),
+            env,
+            output: Some(writer.into()),
+            limits: Limits {
+                memory_mb: Some(cfg.memory_mb as u64),
+                nofile: Some(1024),
+                fsize_mb: Some(cfg.ephemeral_storage_mb as u64),
+            },
+        };
+        let instance = match p.sandbox.start(spec) {
+            Ok(i) => i,
+            Err(e) => {
+                env_obj.destroy();
+                let body = serde_json::json!({"errorType": "Runtime.InvalidEntrypoint", "errorMessage": e.to_string()});
+                return Err(StartError::Init { body: Bytes::from(body.to_string()), init: started.elapsed(), env: None });
+            }
+        };
+        let _ = shared.instance.set(instance);
+        {
+            let shared = shared.clone();
+            tokio::spawn(async move {
+                if let Some(i) = shared.instance.get() {
+                    let status = i.wait().await;
+                    shared.exited(status);
+                }
+            });
+        }
+
+        let init_limit = Duration::from_secs(
+            nimbus_model::limits::INIT_TIMEOUT_SECS.max(cfg.timeout_secs as u64),
+        );
+        let result = tokio::time::timeout(init_limit, init_rx).await;
+        let init = started.elapsed();
+        let failure = match result {
+            Ok(Ok(InitResult::Ready)) => return Ok((env_obj, init)),
+            Ok(Ok(InitResult::Failed(body))) => {
+                let kind = serde_json::from_slice::<serde_json::Value>(&body)
+                    .ok()
+                    .and_then(|v| v.get("errorType").and_then(|t| t.as_str()).map(str::to_string))
+                    .unwrap_or_else(|| "Runtime.Unknown".into());
+                (body, kind)
+            }
+            Ok(Ok(InitResult::Exited(status))) => {
+                let body = serde_json::json!({
+                    "errorType": "Runtime.ExitError",
+                    "errorMessage": format!("Error: Runtime exited with error: {status}"),
+                });
+                (Bytes::from(body.to_string()), "Runtime.ExitError".to_string())
+            }
+            Ok(Err(_)) => (Bytes::from_static(br#"{"errorType":"Runtime.Unknown","errorMessage":"Unknown application error occurred"}"#), "Runtime.Unknown".into()),
+            Err(_) => {
+                let body = serde_json::json!({
+                    "errorType": "Sandbox.Timedout",
+                    "errorMessage": format!("Error: Task timed out after {:.2} seconds", init_limit.as_secs_f64()),
+                });
+                (Bytes::from(body.to_string()), "Sandbox.Timedout".to_string())
+            }
+        };
+        env_obj.pipe.drain(true);
+        env_obj.log(&format!(
+            "INIT_REPORT Init Duration: {:.2} ms\tPhase: init\tStatus: error\tError Type: {}",
+            init.as_secs_f64() * 1000.0,
+            failure.1
+        ));
+        env_obj.destroy();
+        Err(StartError::Init { body: failure.0, init, env: Some(env_obj) })
+    }
+
+    /// Writes a platform line (START/END/REPORT…) into this environment's stream.
+    pub fn log(&self, line: &str) {
+        if let Some(t) = self.shared.tail.lock().as_mut() {
+            t.push_str(line);
+            t.push('\n');
+        }
+        self.logs.append(LogEvent {
+            scope: self.log_scope.clone(),
+            group: self.log_group.clone(),
+            stream: self.log_stream.clone(),
+            timestamp_ms: now_ms(),
+            message: format!("{line}\n"),
+        });
+    }
+
+    /// Hands an invocation to the runtime; the outcome arrives on the returned channel.
+    pub fn dispatch(&self, inv: Invocation) -> oneshot::Receiver<Outcome> {
+        let (tx, rx) = oneshot::channel();
+        *self.shared.inflight.lock() = Some((inv.request_id.clone(), tx));
+        self.shared.set_busy();
+        if self.shared.dead.load(Ordering::SeqCst) {
+            // Exited between pooling and now: report it as an exit.
+            self.shared.exited(ExitStatus::Code(-1));
+        } else if let Err(mpsc::error::TrySendError::Full(_) | mpsc::error::TrySendError::Closed(_)) =
+            self.shared.sender.try_send(inv)
+        {
+            // Cannot happen while the engine holds the environment exclusively.
+            self.shared.exited(ExitStatus::Code(-1));
+        }
+        rx
+    }
+
+    /// Back to the warm pool: frozen once its runtime parks in `next`.
+    pub fn park(&self) {
+        *self.last_used.lock() = Instant::now();
+        self.shared.set_idle();
+    }
+
+    pub fn is_dead(&self) -> bool {
+        self.shared.dead.load(Ordering::SeqCst)
+    }
+
+    pub fn peak_memory_mb(&self) -> u64 {
+        let bytes = self.shared.instance.get().map(|i| i.stats().peak_memory_bytes).unwrap_or(0);
+        bytes.div_ceil(1024 * 1024)
+    }
+
+    /// Kills the runtime, closes its endpoint and removes its scratch space.
+    pub fn destroy(&self) {
+        self.shared.dead.store(true, Ordering::SeqCst);
+        if let Some(i) = self.shared.instance.get() {
+            i.destroy();
+        }
+        self.server.abort();
+        let _ = std::fs::remove_dir_all(&self.work_dir);
+    }
+}
+
+impl Drop for Environment {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn runtime_env(
+    cfg: &FunctionConfig,
+    runtime: &str,
+    family: RuntimeFamily,
+    runtime_api: &str,
+    code_dir: &std::path::Path,
+    tmp_dir: &std::path::Path,
+    log_stream: &str,
+    endpoint_url: &str,
+    runtimes_dir: &std::path::Path,
+) -> Vec<(String, String)> {
+    let host_path = std::env::var("PATH").unwrap_or_else(|_| "/usr/local/bin:/usr/bin:/bin".into());
+    let mut env: Vec<(String, String)> = cfg.environment.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    let mut set = |k: &str, v: String| env.push((k.to_string(), v));
+    set("PATH", format!("{host_path}:/opt/bin"));
+    set("LANG", "en_US.UTF-8".into());
+    set("TZ", ":UTC".into());
+    set("TMPDIR", tmp_dir.display().to_string());
+    set("AWS_LAMBDA_RUNTIME_API", runtime_api.to_string());
+    set("_HANDLER", cfg.handler.clone().unwrap_or_default());
+    set("LAMBDA_TASK_ROOT", code_dir.display().to_string());
+    set("LAMBDA_RUNTIME_DIR", runtimes_dir.display().to_string());
+    set("AWS_EXECUTION_ENV", format!("AWS_Lambda_{runtime}"));
+    set("AWS_LAMBDA_FUNCTION_NAME", cfg.name.clone());
+    set("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", cfg.memory_mb.to_string());
+    set("AWS_LAMBDA_FUNCTION_VERSION", cfg.version.clone());
+    set("AWS_LAMBDA_INITIALIZATION_TYPE", "on-demand".into());
+    set("AWS_LAMBDA_LOG_GROUP_NAME", cfg.log_group());
+    set("AWS_LAMBDA_LOG_STREAM_NAME", log_stream.to_string());
+    set("AWS_REGION", cfg.region.clone());
+    set("AWS_DEFAULT_REGION", cfg.region.clone());
+    // Functions call the platform with an unconfigured SDK, as on AWS.
+    set("AWS_ENDPOINT_URL", endpoint_url.to_string());
+    set("AWS_ACCESS_KEY_ID", cfg.account.clone());
+    set("AWS_SECRET_ACCESS_KEY", "nimbus".into());
+    set("AWS_SESSION_TOKEN", "nimbus".into());
+    match family {
+        RuntimeFamily::Python => {
+            set("PYTHONUNBUFFERED", "1".into());
+            set("PYTHONPATH", format!("{}:/opt/python", code_dir.display()));
+        }
+        RuntimeFamily::Node => {
+            set("NODE_PATH", "/opt/nodejs/node_modules:/opt/nodejs/node22/node_modules".into());
+        }
+        RuntimeFamily::Provided => {}
+    }
+    env
+}

@@ -1,0 +1,116 @@
+//! The Lambda engine: functions and their code, execution environments (cold start,
+//! warm reuse, freeze/thaw, reaping), the per-environment Runtime API, invoke paths,
+//! concurrency limits and Lambda-format logs. Takes typed requests; knows no AWS wire.
+#![forbid(unsafe_code)]
+
+pub mod code;
+mod engine;
+mod environment;
+mod logpipe;
+mod runtime_api;
+
+pub use engine::{Config, FunctionsEngine};
+
+use bytes::Bytes;
+use nimbus_model::{Scope, ValidationError};
+use std::collections::BTreeMap;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    InvalidParameter(String),
+    #[error(transparent)]
+    Validation(#[from] ValidationError),
+    #[error("{0}")]
+    PreconditionFailed(String),
+    #[error("{message}")]
+    TooManyRequests { reason: &'static str, message: String },
+    #[error("{0}")]
+    RequestTooLarge(String),
+    #[error("internal error: {0}")]
+    Internal(String),
+    #[error("store: {0}")]
+    Store(#[from] nimbus_store::StoreError),
+    #[error("io: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// CreateFunction, typed.
+#[derive(Debug, Clone, Default)]
+pub struct CreateFunction {
+    pub name: String,
+    pub runtime: Option<String>,
+    pub handler: Option<String>,
+    pub role: String,
+    pub zip: Vec<u8>,
+    pub description: Option<String>,
+    pub memory_mb: Option<u32>,
+    pub timeout_secs: Option<u32>,
+    pub environment: Option<BTreeMap<String, String>>,
+    pub ephemeral_storage_mb: Option<u32>,
+    pub architectures: Option<Vec<String>>,
+    pub package_type: Option<String>,
+    pub tags: BTreeMap<String, String>,
+}
+
+/// UpdateFunctionConfiguration: only the fields given change.
+#[derive(Debug, Clone, Default)]
+pub struct UpdateConfiguration {
+    pub runtime: Option<String>,
+    pub handler: Option<String>,
+    pub role: Option<String>,
+    pub description: Option<String>,
+    pub memory_mb: Option<u32>,
+    pub timeout_secs: Option<u32>,
+    pub environment: Option<BTreeMap<String, String>>,
+    pub ephemeral_storage_mb: Option<u32>,
+    pub revision_id: Option<String>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct UpdateCode {
+    pub zip: Vec<u8>,
+    pub revision_id: Option<String>,
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InvocationType {
+    RequestResponse,
+    Event,
+    DryRun,
+}
+
+#[derive(Debug, Clone)]
+pub struct InvokeRequest {
+    pub scope: Scope,
+    pub function: String,
+    pub qualifier: Option<String>,
+    pub payload: Bytes,
+    pub invocation_type: InvocationType,
+    pub tail_log: bool,
+    pub client_context: Option<String>,
+}
+
+/// What an invoke produced. `status` is the HTTP status Lambda answers with.
+#[derive(Debug, Clone)]
+pub struct InvokeResult {
+    pub status: u16,
+    pub payload: Bytes,
+    /// `Unhandled` when the function failed.
+    pub function_error: Option<&'static str>,
+    /// The last 4 KB of the invocation's log, when asked for.
+    pub log_tail: Option<String>,
+    pub executed_version: String,
+}
+
+/// One page of ListFunctions.
+#[derive(Debug, Clone)]
+pub struct FunctionPage {
+    pub functions: Vec<std::sync::Arc<nimbus_model::FunctionConfig>>,
+    pub next_marker: Option<String>,
+}

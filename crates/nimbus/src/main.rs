@@ -1,0 +1,188 @@
+//! The `nimbus` binary: `nimbus server` runs the whole platform on one machine.
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+use nimbus_api::{AppState, AuthConfig, AuthMode};
+use nimbus_functions::FunctionsEngine;
+use nimbus_sandbox::{ProcessSandbox, Sandbox};
+use nimbus_store::{BlobStore, LogStore, SqliteStore};
+use std::collections::HashMap;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+#[derive(Parser)]
+#[command(name = "nimbus", version, about = "AWS Lambda/ECS/Step Functions semantics on your own machines")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the platform: every AWS API on one listener, state under --data-dir.
+    Server(ServerArgs),
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum AuthArg {
+    Dev,
+    Strict,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum SandboxArg {
+    Auto,
+    Process,
+    Container,
+}
+
+#[derive(clap::Args)]
+struct ServerArgs {
+    /// Address for every AWS API (port 0 picks a free one; the chosen one is printed).
+    #[arg(long, env = "NIMBUS_LISTEN", default_value = "127.0.0.1:4566")]
+    listen: SocketAddr,
+    /// Where state (SQLite), blobs, code and logs live.
+    #[arg(long, env = "NIMBUS_DATA_DIR", default_value = "./.nimbus")]
+    data_dir: PathBuf,
+    /// `dev` accepts any credentials; `strict` verifies SigV4 against --access-key.
+    #[arg(long, env = "NIMBUS_AUTH", value_enum, default_value = "dev")]
+    auth: AuthArg,
+    /// ACCESS_KEY_ID:SECRET accepted in strict mode (repeatable; env: comma-separated).
+    #[arg(long = "access-key", env = "NIMBUS_ACCESS_KEYS", value_delimiter = ',')]
+    access_keys: Vec<String>,
+    /// Account-wide concurrent executions (Lambda's default quota is 1000).
+    #[arg(long, env = "NIMBUS_MAX_CONCURRENCY", default_value_t = 1000)]
+    max_concurrency: usize,
+    /// Seconds an idle execution environment is kept warm before it is reaped.
+    #[arg(long, env = "NIMBUS_ENV_IDLE_TIMEOUT", default_value_t = 300.0)]
+    env_idle_timeout: f64,
+    /// Keep idle environments running instead of freezing them between invokes.
+    #[arg(long, env = "NIMBUS_NO_FREEZE")]
+    no_freeze: bool,
+    /// Sandbox backend; `auto` picks the best one this host supports.
+    #[arg(long, env = "NIMBUS_SANDBOX", value_enum, default_value = "auto")]
+    sandbox: SandboxArg,
+}
+
+fn find_on_path(name: &str) -> PathBuf {
+    std::env::var_os("PATH")
+        .and_then(|paths| std::env::split_paths(&paths).map(|d| d.join(name)).find(|p| p.is_file()))
+        .unwrap_or_else(|| PathBuf::from(name))
+}
+
+fn choose_sandbox(arg: SandboxArg) -> anyhow::Result<(Arc<dyn Sandbox>, &'static str)> {
+    match arg {
+        SandboxArg::Auto => Ok((Arc::new(ProcessSandbox), "auto: the process backend is the only one in this build")),
+        SandboxArg::Process => Ok((Arc::new(ProcessSandbox), "forced by --sandbox process")),
+        SandboxArg::Container => anyhow::bail!(
+            "--sandbox container: the container backend (namespaces + cgroups) is not part of this build yet; use --sandbox process"
+        ),
+    }
+}
+
+async fn serve(args: ServerArgs) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let (sandbox, why) = choose_sandbox(args.sandbox)?;
+    std::fs::create_dir_all(&args.data_dir)
+        .with_context(|| format!("creating data dir {}", args.data_dir.display()))?;
+    let data_dir = std::fs::canonicalize(&args.data_dir)?;
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("binding {}", args.listen))?;
+    let addr = listener.local_addr()?;
+    let endpoint_url = format!("http://{addr}");
+
+    let db = data_dir.join("state.db");
+    let store = Arc::new(SqliteStore::open(&db)?);
+    let logs = Arc::new(LogStore::open(&db)?);
+    let blobs = BlobStore::open(&data_dir.join("blobs"))?;
+    let functions = FunctionsEngine::open(
+        nimbus_functions::Config {
+            data_dir: data_dir.clone(),
+            max_concurrency: args.max_concurrency,
+            env_idle_timeout: Duration::from_secs_f64(args.env_idle_timeout.max(0.05)),
+            freeze_idle: !args.no_freeze,
+            endpoint_url: endpoint_url.clone(),
+            python: find_on_path("python3"),
+            node: find_on_path("node"),
+        },
+        store,
+        blobs,
+        logs.clone(),
+        sandbox.clone(),
+    )?;
+    let keys = parse_keys(&args.access_keys)?;
+    let mode = match args.auth {
+        AuthArg::Dev => AuthMode::Dev,
+        AuthArg::Strict => {
+            anyhow::ensure!(!keys.is_empty(), "--auth strict needs at least one --access-key ID:SECRET");
+            AuthMode::Strict
+        }
+    };
+    let app = nimbus_api::router(AppState {
+        functions: functions.clone(),
+        logs,
+        auth: Arc::new(AuthConfig { mode, keys }),
+        version: env!("CARGO_PKG_VERSION"),
+        endpoint_url: endpoint_url.clone(),
+    });
+    tracing::info!(
+        "sandbox backend: {} ({why}; {}); {} functions loaded from {}",
+        sandbox.name(),
+        sandbox.fingerprint(),
+        functions.function_count(),
+        data_dir.display()
+    );
+    println!(
+        "nimbus listening on {endpoint_url} (sandbox: {}) ready in {:.1} ms",
+        sandbox.name(),
+        started.elapsed().as_secs_f64() * 1000.0
+    );
+    std::io::stdout().flush()?;
+    use axum::serve::ListenerExt;
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
+    axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await?;
+    Ok(())
+}
+
+fn parse_keys(raw: &[String]) -> anyhow::Result<HashMap<String, String>> {
+    raw.iter()
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            s.split_once(':')
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .with_context(|| format!("--access-key {s:?}: expected ACCESS_KEY_ID:SECRET"))
+        })
+        .collect()
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(t) => t,
+        Err(_) => return ctrl_c.await.unwrap_or(()),
+    };
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term.recv() => {}
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("NIMBUS_LOG").unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    match cli.command {
+        Command::Server(args) => runtime.block_on(serve(args)),
+    }
+}
+

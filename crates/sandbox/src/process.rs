@@ -1,0 +1,201 @@
+//! The `process` backend: no root, any Unix. Isolation is only what a process boundary
+//! gives (own working dir, environment, process group, rlimits); the container backend
+//! adds namespaces and cgroups.
+use crate::{Capabilities, ExitStatus, Instance, Limits, Sandbox, SandboxError, SandboxSpec, Stats};
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::process::Stdio;
+use std::time::Duration;
+use tokio::sync::watch;
+
+#[derive(Debug, Default)]
+pub struct ProcessSandbox;
+
+impl Sandbox for ProcessSandbox {
+    fn name(&self) -> &'static str {
+        "process"
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities { memory_limit: false, filesystem_isolation: false, pid_isolation: false, freezer: true }
+    }
+
+    fn fingerprint(&self) -> String {
+        "plain child processes (own process group, working dir, environment, rlimits); pause/resume by SIGSTOP/SIGCONT".into()
+    }
+
+    fn start(&self, spec: SandboxSpec) -> Result<Box<dyn Instance>, SandboxError> {
+        let mut cmd = std::process::Command::new(&spec.program);
+        cmd.args(&spec.args)
+            .env_clear()
+            .envs(spec.env.iter().map(|(k, v)| (k, v)))
+            .current_dir(&spec.cwd)
+            .stdin(Stdio::null())
+            // Its own process group, so signals reach every process the runtime forks.
+            .process_group(0);
+        match spec.output {
+            Some(fd) => {
+                let err = fd.try_clone()?;
+                cmd.stdout(Stdio::from(fd)).stderr(Stdio::from(err));
+            }
+            None => {
+                cmd.stdout(Stdio::null()).stderr(Stdio::null());
+            }
+        }
+        set_rlimits(&mut cmd, spec.limits);
+        let mut child = tokio::process::Command::from(cmd)
+            .spawn()
+            .map_err(|source| SandboxError::Spawn { program: spec.program.display().to_string(), source })?;
+        let pid = child.id().unwrap_or(0);
+        let (tx, rx) = watch::channel(None);
+        tokio::spawn(async move {
+            let status = match child.wait().await {
+                Ok(s) => match (s.code(), s.signal()) {
+                    (Some(c), _) => ExitStatus::Code(c),
+                    (None, Some(sig)) => ExitStatus::Signal(sig),
+                    (None, None) => ExitStatus::Code(-1),
+                },
+                Err(_) => ExitStatus::Code(-1),
+            };
+            let _ = tx.send(Some(status));
+        });
+        Ok(Box::new(ProcessInstance { pid, exited: rx }))
+    }
+}
+
+#[allow(unsafe_code)]
+fn set_rlimits(cmd: &mut std::process::Command, limits: Limits) {
+    use nix::sys::resource::{Resource, setrlimit};
+    // SAFETY: the closure runs in the forked child before exec and only calls
+    // setrlimit(2) and prctl(2), which are async-signal-safe; it allocates nothing and takes no locks.
+    unsafe {
+        cmd.pre_exec(move || {
+            if let Some(n) = limits.nofile {
+                setrlimit(Resource::RLIMIT_NOFILE, n, n).map_err(std::io::Error::from)?;
+            }
+            if let Some(mb) = limits.fsize_mb {
+                let b = mb * 1024 * 1024;
+                setrlimit(Resource::RLIMIT_FSIZE, b, b).map_err(std::io::Error::from)?;
+            }
+            setrlimit(Resource::RLIMIT_CORE, 0, 0).map_err(std::io::Error::from)?;
+            // Die with the server (even on `kill -9`), so frozen environments never linger.
+            nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL).map_err(std::io::Error::from)?;
+            Ok(())
+        });
+    }
+}
+
+struct ProcessInstance {
+    pid: u32,
+    exited: watch::Receiver<Option<ExitStatus>>,
+}
+
+impl ProcessInstance {
+    fn signal_group(&self, sig: Signal) -> Result<(), SandboxError> {
+        match killpg(Pid::from_raw(self.pid as i32), sig) {
+            // The group is already gone: nothing left to signal.
+            Ok(()) | Err(nix::Error::ESRCH) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+impl Instance for ProcessInstance {
+    fn id(&self) -> u32 {
+        self.pid
+    }
+
+    fn pause(&self) -> Result<(), SandboxError> {
+        self.signal_group(Signal::SIGSTOP)
+    }
+
+    fn resume(&self) -> Result<(), SandboxError> {
+        self.signal_group(Signal::SIGCONT)
+    }
+
+    fn stop(&self, grace: Duration) -> Result<(), SandboxError> {
+        self.signal_group(Signal::SIGTERM)?;
+        self.signal_group(Signal::SIGCONT)?;
+        let pid = self.pid;
+        let mut exited = self.exited.clone();
+        tokio::spawn(async move {
+            let _ = tokio::time::timeout(grace, exited.wait_for(Option::is_some)).await;
+            let _ = killpg(Pid::from_raw(pid as i32), Signal::SIGKILL);
+        });
+        Ok(())
+    }
+
+    fn destroy(&self) {
+        let _ = self.signal_group(Signal::SIGKILL);
+    }
+
+    fn wait(&self) -> std::pin::Pin<Box<dyn Future<Output = ExitStatus> + Send + '_>> {
+        let mut rx = self.exited.clone();
+        Box::pin(async move {
+            match rx.wait_for(Option::is_some).await {
+                Ok(v) => v.unwrap_or(ExitStatus::Code(-1)),
+                Err(_) => ExitStatus::Code(-1),
+            }
+        })
+    }
+
+    fn stats(&self) -> Stats {
+        // VmHWM: the peak resident set of the runtime process.
+        let peak = std::fs::read_to_string(format!("/proc/{}/status", self.pid))
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find(|l| l.starts_with("VmHWM:"))
+                    .and_then(|l| l.split_whitespace().nth(1))
+                    .and_then(|kb| kb.parse::<u64>().ok())
+            })
+            .unwrap_or(0);
+        Stats { peak_memory_bytes: peak * 1024 }
+    }
+}
+
+impl Drop for ProcessInstance {
+    fn drop(&mut self) {
+        let _ = self.signal_group(Signal::SIGKILL);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(script: &str) -> SandboxSpec {
+        SandboxSpec {
+            program: "/bin/sh".into(),
+            args: vec!["-c".into(), script.into()],
+            cwd: std::env::temp_dir(),
+            env: vec![("PATH".into(), "/usr/bin:/bin".into()), ("X".into(), "42".into())],
+            output: None,
+            limits: Limits { nofile: Some(64), ..Default::default() },
+        }
+    }
+
+    #[tokio::test]
+    async fn reports_exit_codes_and_env() {
+        let sb = ProcessSandbox;
+        let i = sb.start(spec("test \"$X\" = 42 && exit 7")).unwrap();
+        assert_eq!(i.wait().await, ExitStatus::Code(7));
+        let i = sb.start(spec("test -z \"$HOME\" && ulimit -n | grep -qx 64 && exit 3")).unwrap();
+        assert_eq!(i.wait().await, ExitStatus::Code(3), "environment is not inherited, rlimits applied");
+    }
+
+    #[tokio::test]
+    async fn pause_resume_and_destroy_reach_the_group() {
+        let sb = ProcessSandbox;
+        let i = sb.start(spec("sleep 30 & wait")).unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        i.pause().unwrap();
+        let state = std::fs::read_to_string(format!("/proc/{}/stat", i.id())).unwrap();
+        assert!(state.contains(") T "), "{state}");
+        i.resume().unwrap();
+        i.destroy();
+        assert_eq!(i.wait().await, ExitStatus::Signal(9));
+        assert_eq!(ExitStatus::Signal(9).to_string(), "signal: killed");
+    }
+}

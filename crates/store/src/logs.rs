@@ -1,0 +1,304 @@
+//! The log store behind CloudWatch Logs: groups, streams and events in SQLite.
+//!
+//! Writers never wait for the disk: events go over a channel to one writer thread that
+//! commits them in batches (thousands of events per transaction). Readers call `flush`
+//! first, so what a function printed before its invoke returned is always readable.
+use crate::StoreError;
+use crate::sqlite::open_connection;
+use parking_lot::Mutex;
+use rusqlite::{Connection, params};
+use std::collections::HashSet;
+use std::path::Path;
+use std::sync::mpsc;
+
+/// One log line. `scope` is `account:region`, so groups are per account and region as in AWS.
+#[derive(Debug, Clone)]
+pub struct LogEvent {
+    pub scope: String,
+    pub group: String,
+    pub stream: String,
+    pub timestamp_ms: i64,
+    pub message: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct LogGroupInfo {
+    pub name: String,
+    pub created_ms: i64,
+    pub stored_bytes: i64,
+    pub retention_days: Option<i64>,
+}
+
+#[derive(Debug, Clone)]
+pub struct LogStreamInfo {
+    pub name: String,
+    pub created_ms: i64,
+    pub first_event_ms: Option<i64>,
+    pub last_event_ms: Option<i64>,
+    pub last_ingestion_ms: Option<i64>,
+    pub stored_bytes: i64,
+}
+
+/// A page of events plus the ids that make AWS's forward/backward tokens.
+#[derive(Debug, Clone)]
+pub struct EventsPage {
+    /// (id, timestamp, ingestion time, message), oldest first.
+    pub events: Vec<(i64, i64, i64, String)>,
+    pub first_id: i64,
+    pub last_id: i64,
+}
+
+enum Command {
+    Append(LogEvent),
+    CreateGroup { scope: String, group: String, created_ms: i64, ack: mpsc::Sender<bool> },
+    Flush(mpsc::Sender<()>),
+}
+
+pub struct LogStore {
+    tx: Mutex<mpsc::Sender<Command>>,
+    reader: Mutex<Connection>,
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS log_groups (
+    scope TEXT NOT NULL, name TEXT NOT NULL, created_ms INTEGER NOT NULL,
+    retention_days INTEGER, PRIMARY KEY (scope, name)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS log_streams (
+    scope TEXT NOT NULL, grp TEXT NOT NULL, name TEXT NOT NULL, created_ms INTEGER NOT NULL,
+    PRIMARY KEY (scope, grp, name)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS log_events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, scope TEXT NOT NULL, grp TEXT NOT NULL,
+    stream TEXT NOT NULL, ts INTEGER NOT NULL, ingestion_ms INTEGER NOT NULL, message TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS log_events_by_stream ON log_events (scope, grp, stream, id);
+";
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+impl LogStore {
+    pub fn open(path: &Path) -> Result<LogStore, StoreError> {
+        let writer = open_connection(path)?;
+        writer.execute_batch(SCHEMA)?;
+        let reader = open_connection(path)?;
+        let (tx, rx) = mpsc::channel();
+        std::thread::Builder::new()
+            .name("nimbus-log-writer".into())
+            .spawn(move || writer_loop(writer, rx))?;
+        Ok(LogStore { tx: Mutex::new(tx), reader: Mutex::new(reader) })
+    }
+
+    /// Queues an event; its group and stream are created on first use, as Lambda does.
+    pub fn append(&self, event: LogEvent) {
+        // A send only fails once the writer thread is gone (process shutting down).
+        let _ = self.tx.lock().send(Command::Append(event));
+    }
+
+    /// Creates a group explicitly; false if it already existed.
+    pub fn create_group(&self, scope: &str, group: &str) -> Result<bool, StoreError> {
+        let (ack, done) = mpsc::channel();
+        self.tx
+            .lock()
+            .send(Command::CreateGroup { scope: scope.into(), group: group.into(), created_ms: now_ms(), ack })
+            .map_err(|_| StoreError::WriterGone)?;
+        done.recv().map_err(|_| StoreError::WriterGone)
+    }
+
+    /// Waits until every event appended before this call is committed.
+    pub fn flush(&self) -> Result<(), StoreError> {
+        let (ack, done) = mpsc::channel();
+        self.tx.lock().send(Command::Flush(ack)).map_err(|_| StoreError::WriterGone)?;
+        done.recv().map_err(|_| StoreError::WriterGone)
+    }
+
+    pub fn groups(&self, scope: &str, prefix: &str) -> Result<Vec<LogGroupInfo>, StoreError> {
+        self.flush()?;
+        let conn = self.reader.lock();
+        let mut stmt = conn.prepare_cached(
+            "SELECT g.name, g.created_ms, g.retention_days,
+                    (SELECT COALESCE(SUM(LENGTH(message)), 0) FROM log_events e WHERE e.scope = g.scope AND e.grp = g.name)
+             FROM log_groups g WHERE g.scope = ?1 AND substr(g.name, 1, length(?2)) = ?2 ORDER BY g.name",
+        )?;
+        let rows = stmt.query_map(params![scope, prefix], |r| {
+            Ok(LogGroupInfo { name: r.get(0)?, created_ms: r.get(1)?, retention_days: r.get(2)?, stored_bytes: r.get(3)? })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Streams of a group, or `None` when the group does not exist.
+    pub fn streams(&self, scope: &str, group: &str) -> Result<Option<Vec<LogStreamInfo>>, StoreError> {
+        self.flush()?;
+        let conn = self.reader.lock();
+        let exists: bool = conn.query_row(
+            "SELECT EXISTS (SELECT 1 FROM log_groups WHERE scope = ?1 AND name = ?2)",
+            params![scope, group],
+            |r| r.get(0),
+        )?;
+        if !exists {
+            return Ok(None);
+        }
+        let mut stmt = conn.prepare_cached(
+            "SELECT s.name, s.created_ms, MIN(e.ts), MAX(e.ts), MAX(e.ingestion_ms), COALESCE(SUM(LENGTH(e.message)), 0)
+             FROM log_streams s LEFT JOIN log_events e ON e.scope = s.scope AND e.grp = s.grp AND e.stream = s.name
+             WHERE s.scope = ?1 AND s.grp = ?2 GROUP BY s.name, s.created_ms ORDER BY s.name",
+        )?;
+        let rows = stmt.query_map(params![scope, group], |r| {
+            Ok(LogStreamInfo {
+                name: r.get(0)?,
+                created_ms: r.get(1)?,
+                first_event_ms: r.get(2)?,
+                last_event_ms: r.get(3)?,
+                last_ingestion_ms: r.get(4)?,
+                stored_bytes: r.get(5)?,
+            })
+        })?;
+        Ok(Some(rows.collect::<Result<_, _>>()?))
+    }
+
+    /// Events of one stream. `after_id`/`before_id` come from pagination tokens;
+    /// `from_head` picks the oldest `limit` events, otherwise the newest.
+    #[allow(clippy::too_many_arguments)]
+    pub fn events(
+        &self,
+        scope: &str,
+        group: &str,
+        stream: &str,
+        start_ms: Option<i64>,
+        end_ms: Option<i64>,
+        after_id: Option<i64>,
+        before_id: Option<i64>,
+        limit: usize,
+        from_head: bool,
+    ) -> Result<EventsPage, StoreError> {
+        self.flush()?;
+        let conn = self.reader.lock();
+        let order = if from_head { "ASC" } else { "DESC" };
+        let sql = format!(
+            "SELECT id, ts, ingestion_ms, message FROM log_events
+             WHERE scope = ?1 AND grp = ?2 AND stream = ?3 AND ts >= ?4 AND ts < ?5 AND id > ?6 AND id < ?7
+             ORDER BY id {order} LIMIT ?8"
+        );
+        let mut stmt = conn.prepare_cached(&sql)?;
+        let rows = stmt.query_map(
+            params![
+                scope,
+                group,
+                stream,
+                start_ms.unwrap_or(i64::MIN),
+                end_ms.unwrap_or(i64::MAX),
+                after_id.unwrap_or(0),
+                before_id.unwrap_or(i64::MAX),
+                limit as i64
+            ],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        )?;
+        let mut events: Vec<(i64, i64, i64, String)> = rows.collect::<Result<_, _>>()?;
+        if !from_head {
+            events.reverse();
+        }
+        let first_id = events.first().map(|e| e.0).unwrap_or(after_id.unwrap_or(0) + 1);
+        let last_id = events.last().map(|e| e.0).unwrap_or(first_id - 1);
+        Ok(EventsPage { events, first_id, last_id })
+    }
+}
+
+fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Command>) {
+    let mut known_streams: HashSet<(String, String, String)> = HashSet::new();
+    while let Ok(first) = rx.recv() {
+        // Take everything queued now into one transaction.
+        let mut batch = vec![first];
+        while batch.len() < 10_000 {
+            match rx.try_recv() {
+                Ok(c) => batch.push(c),
+                Err(_) => break,
+            }
+        }
+        let mut acks = Vec::new();
+        if let Err(e) = write_batch(&mut conn, batch, &mut known_streams, &mut acks) {
+            tracing::error!("log store write failed: {e}");
+            known_streams.clear();
+        }
+        for ack in acks {
+            let _ = ack.send(());
+        }
+    }
+}
+
+fn write_batch(
+    conn: &mut Connection,
+    batch: Vec<Command>,
+    known: &mut HashSet<(String, String, String)>,
+    acks: &mut Vec<mpsc::Sender<()>>,
+) -> Result<(), rusqlite::Error> {
+    let tx = conn.transaction()?;
+    let ingestion = now_ms();
+    for cmd in batch {
+        match cmd {
+            Command::Append(ev) => {
+                let key = (ev.scope.clone(), ev.group.clone(), ev.stream.clone());
+                if !known.contains(&key) {
+                    tx.execute(
+                        "INSERT OR IGNORE INTO log_groups (scope, name, created_ms) VALUES (?1, ?2, ?3)",
+                        params![ev.scope, ev.group, ingestion],
+                    )?;
+                    tx.execute(
+                        "INSERT OR IGNORE INTO log_streams (scope, grp, name, created_ms) VALUES (?1, ?2, ?3, ?4)",
+                        params![ev.scope, ev.group, ev.stream, ingestion],
+                    )?;
+                    known.insert(key);
+                }
+                tx.prepare_cached(
+                    "INSERT INTO log_events (scope, grp, stream, ts, ingestion_ms, message) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                )?
+                .execute(params![ev.scope, ev.group, ev.stream, ev.timestamp_ms, ingestion, ev.message])?;
+            }
+            Command::CreateGroup { scope, group, created_ms, ack } => {
+                let n = tx.execute(
+                    "INSERT OR IGNORE INTO log_groups (scope, name, created_ms) VALUES (?1, ?2, ?3)",
+                    params![scope, group, created_ms],
+                )?;
+                let _ = ack.send(n > 0);
+            }
+            Command::Flush(ack) => acks.push(ack),
+        }
+    }
+    tx.commit()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ev(stream: &str, ts: i64, msg: &str) -> LogEvent {
+        LogEvent { scope: "000000000000:us-east-1".into(), group: "/aws/lambda/f".into(), stream: stream.into(), timestamp_ms: ts, message: msg.into() }
+    }
+
+    #[test]
+    fn appends_are_readable_after_flush_and_paginate() {
+        let dir = tempfile::tempdir().unwrap();
+        let logs = LogStore::open(&dir.path().join("state.db")).unwrap();
+        for i in 0..25 {
+            logs.append(ev("s1", i, &format!("line {i}\n")));
+        }
+        logs.append(ev("s2", 5, "other\n"));
+        let scope = "000000000000:us-east-1";
+        let groups = logs.groups(scope, "/aws/lambda/").unwrap();
+        assert_eq!(groups.len(), 1);
+        let streams = logs.streams(scope, "/aws/lambda/f").unwrap().unwrap();
+        assert_eq!(streams.len(), 2);
+        assert!(logs.streams(scope, "/nope").unwrap().is_none());
+        let head = logs.events(scope, "/aws/lambda/f", "s1", None, None, None, None, 10, true).unwrap();
+        assert_eq!(head.events.len(), 10);
+        assert_eq!(head.events[0].3, "line 0\n");
+        let next = logs.events(scope, "/aws/lambda/f", "s1", None, None, Some(head.last_id), None, 100, true).unwrap();
+        assert_eq!(next.events.len(), 15);
+        let tail = logs.events(scope, "/aws/lambda/f", "s1", None, None, None, None, 5, false).unwrap();
+        assert_eq!(tail.events.last().unwrap().3, "line 24\n");
+        assert_eq!(tail.events[0].3, "line 20\n");
+        assert!(logs.create_group(scope, "/custom").unwrap());
+        assert!(!logs.create_group(scope, "/custom").unwrap());
+    }
+}

@@ -1,0 +1,30 @@
+"""`nimbus server` start-up contract: ready line, health endpoint, env-var configuration."""
+import json
+
+from nimbus_e2e import create_function, invoke, ok, python_zip, unique_name
+
+
+def test_ready_line_and_health(server):
+    assert server.sandbox == "process"
+    status, headers, body = server.http("GET", "/_nimbus/health")
+    assert status == 200, body
+    doc = json.loads(body)
+    assert doc["status"] == "ok"
+    assert doc["sandbox"] == "process"
+    assert isinstance(doc["version"], str) and doc["version"]
+
+
+def test_listen_and_data_dir_from_environment(nimbus, tmp_path):
+    data = tmp_path / "env-data"
+    s = nimbus(use_flags=False, env={"NIMBUS_LISTEN": "127.0.0.1:0", "NIMBUS_DATA_DIR": str(data)})
+    assert s.healthy()
+    name = unique_name("envcfg")
+    create_function(s.lam, name, python_zip())
+    assert ok(invoke(s.lam, name, {"k": 1}))["event"] == {"k": 1}
+    # State went to NIMBUS_DATA_DIR, not to ./.nimbus in the working directory.
+    assert data.is_dir() and any(data.iterdir())
+    assert not (s.log_dir / ".nimbus").exists()
+    s.stop()
+    # And it is found there again by a restart configured the same way.
+    s.restart()
+    assert s.lam.get_function(FunctionName=name)["Configuration"]["FunctionName"] == name
