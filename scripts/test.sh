@@ -58,4 +58,4 @@ export AWS_MAX_ATTEMPTS=1 AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test \
 unset AWS_PROFILE AWS_SESSION_TOKEN AWS_ENDPOINT_URL || true
 export NIMBUS_BIN=${NIMBUS_BIN:-$ROOT/target/debug/nimbus}
 export RUST_ECHO_BIN=${RUST_ECHO_BIN:-$ROOT/target/debug/rust-echo}
-"$VENV/bin/python" -m pytest tests/e2e -n 2 -q -p no:cacheprovider --timeout 300 "$@"
+"$VENV/bin/python" -m pytest tests/e2e -n 2 -q -p no:cacheprovider --timeout 180 "$@"

@@ -1,1 +1,163 @@
-fn main() {}
+//! `nimbus-bench`: the Nimbus benchmark harness.
+//!
+//! `cargo run --release -p nimbus-bench -- [--quick]` builds `nimbus` and the `rust-echo`
+//! test function in release mode, then measures, against real `nimbus server` processes:
+//!
+//! 1. start_to_ready — spawn → ready line / first 200 from /_nimbus/health (target ≤ 50 ms);
+//! 2. cold_start — provided.al2023 (rust-echo), python3.12 and nodejs20.x cold invokes,
+//!    client-observed and the REPORT line's Init Duration (target provided ≤ 5 ms);
+//! 3. warm_invoke — sequential latency (p50 ≤ 200 µs) and 64-client throughput
+//!    (≥ 10,000 invokes/s) of the provided no-op function;
+//! 4. control_api — `wrk` against GetFunction and Logs DescribeLogGroups (≥ 40,000 req/s).
+//!
+//! The report is pretty JSON on stdout and in bench/results/latest.json; progress goes to
+//! stderr. Every figure carries its unit, and figures with a target say whether it was met.
+mod http;
+mod lambda;
+mod scenarios;
+mod server;
+mod stats;
+
+use anyhow::Context;
+use clap::Parser;
+use scenarios::Sizes;
+use serde_json::{Value, json};
+use server::{Server, TempDir};
+use stats::Report;
+use std::path::{Path, PathBuf};
+
+#[derive(Parser)]
+#[command(name = "nimbus-bench", about = "Benchmarks a release build of the nimbus server")]
+struct Args {
+    /// Fewer samples and shorter runs (about a minute in all).
+    #[arg(long)]
+    quick: bool,
+    /// Don't run `cargo build --release -p nimbus -p rust-echo` first.
+    #[arg(long)]
+    no_build: bool,
+    /// Use the in-process load generator for the control API instead of wrk.
+    #[arg(long)]
+    no_wrk: bool,
+    /// Only these scenarios (comma-separated: start,cold,warm,control).
+    #[arg(long, value_delimiter = ',', default_value = "start,cold,warm,control")]
+    only: Vec<String>,
+    /// Where to write the JSON report (besides stdout).
+    #[arg(long, default_value_os_t = server::workspace_root().join("bench/results/latest.json"))]
+    out: PathBuf,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    if !args.no_build {
+        server::build()?;
+    }
+    let bin_dir = server::release_dir()?;
+    let (nimbus, rust_echo) = (bin_dir.join("nimbus"), bin_dir.join("rust-echo"));
+    for b in [&nimbus, &rust_echo] {
+        anyhow::ensure!(b.is_file(), "{} not found; run `cargo build --release -p nimbus -p rust-echo`", b.display());
+    }
+    let results_dir = args.out.parent().context("--out has no directory")?.to_path_buf();
+    std::fs::create_dir_all(&results_dir)?;
+
+    // Ctrl-C drops the run's future, and with it the servers (kill_on_drop).
+    let report = tokio::select! {
+        r = run(&args, &nimbus, &rust_echo, &results_dir) => r?,
+        _ = tokio::signal::ctrl_c() => anyhow::bail!("interrupted"),
+    };
+    let text = serde_json::to_string_pretty(&report)? + "\n";
+    std::fs::write(&args.out, &text).with_context(|| format!("writing {}", args.out.display()))?;
+    print!("{text}");
+    eprintln!("bench: report written to {}", args.out.display());
+    if report["scenarios"].as_object().is_some_and(|s| s.values().any(|v| v.get("error").is_some())) {
+        anyhow::bail!("some scenarios failed (see their \"error\")");
+    }
+    Ok(())
+}
+
+/// Runs the selected scenarios; a failing scenario is reported as `{"error": …}` and the
+/// others still run.
+async fn run(args: &Args, nimbus: &Path, rust_echo: &Path, results_dir: &Path) -> anyhow::Result<Value> {
+    let sizes = Sizes::new(args.quick);
+    let want = |s: &str| args.only.iter().any(|o| o == s);
+    let mut r = Report::default();
+    let mut scenarios = serde_json::Map::new();
+    let section = |res: anyhow::Result<Value>| res.unwrap_or_else(|e| json!({ "error": format!("{e:#}") }));
+
+    if want("start") {
+        eprintln!("bench: 1/4 start_to_ready ({} starts)", sizes.starts);
+        scenarios.insert("start_to_ready".into(), section(scenarios::start_to_ready(&mut r, nimbus, sizes.starts).await));
+    }
+
+    // Scenarios 2–4 share one server on a fresh data dir; its stderr is kept for inspection.
+    let server_log = results_dir.join("server.log");
+    let mut server_info = Value::Null;
+    if want("cold") || want("warm") || want("control") {
+        let dir = TempDir::new("main")?;
+        let (server, _) = Server::start(nimbus, &dir.0.join("data"), &server_log).await?;
+        let addr = server.addr;
+        eprintln!("bench: server for scenarios 2-4 at http://{addr} (log: {})", server_log.display());
+        let provided = lambda::provided(rust_echo)?;
+
+        if want("cold") {
+            eprintln!("bench: 2/4 cold_start ({} samples per runtime)", sizes.cold_samples);
+            let packages = [lambda::provided(rust_echo)?, lambda::python()?, lambda::node()?];
+            scenarios.insert("cold_start".into(), section(scenarios::cold_starts(&mut r, addr, &packages, sizes.cold_samples).await));
+        }
+        if want("warm") {
+            eprintln!("bench: 3/4 warm_invoke");
+            scenarios.insert("warm_invoke".into(), section(scenarios::warm_invokes(&mut r, addr, &provided, &sizes).await));
+        }
+        if want("control") {
+            eprintln!("bench: 4/4 control_api");
+            // GetFunction needs a function; create one unless scenario 3 already did.
+            let res = async {
+                if !want("warm") {
+                    lambda::create(&mut http::Conn::new(addr), "bench-warm", &provided).await?;
+                }
+                scenarios::control_api(&mut r, addr, "bench-warm", &sizes, !args.no_wrk, &dir.0).await
+            };
+            scenarios.insert("control_api".into(), section(res.await));
+        }
+        server.stop().await?;
+        server_info = log_summary(&server_log);
+    }
+
+    Ok(json!({
+        "meta": meta(args, nimbus),
+        "scenarios": scenarios,
+        "server_log": server_info,
+        "summary": r.summary(),
+    }))
+}
+
+/// Where and how the run happened.
+fn meta(args: &Args, nimbus: &Path) -> Value {
+    let git = std::process::Command::new("git")
+        .args(["describe", "--always", "--dirty"])
+        .current_dir(server::workspace_root())
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
+    json!({
+        "quick": args.quick,
+        "nimbus": nimbus.display().to_string(),
+        "sandbox": "process",
+        "git": git,
+        "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+        "unix_time": std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
+    })
+}
+
+/// Counts WARN/ERROR lines in the server's stderr and keeps the first few.
+fn log_summary(path: &Path) -> Value {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let pick = |level: &str| -> (usize, Vec<String>) {
+        let hits: Vec<_> = text.lines().filter(|l| l.contains(level)).collect();
+        (hits.len(), hits.iter().take(5).map(|l| l.to_string()).collect())
+    };
+    let (warns, first_warns) = pick(" WARN ");
+    let (errors, first_errors) = pick(" ERROR ");
+    json!({ "path": path.display().to_string(), "warn_lines": warns, "error_lines": errors, "first_warns": first_warns, "first_errors": first_errors })
+}

@@ -44,8 +44,9 @@ def test_python_logs_via_cloudwatch_api(server):
     assert stream == inv1.payload["context"]["log_stream_name"]   # one stream per environment
 
     text = "\n".join(msgs)
+    rid1 = inv1.payload["context"]["aws_request_id"]
     for inv in (inv1, inv2):
-        rid = inv.request_id
+        rid = inv.payload["context"]["aws_request_id"]
         assert f"START RequestId: {rid} Version: $LATEST" in text, text
         assert f"END RequestId: {rid}" in text
         assert re.search(report_re(rid), text), text
@@ -56,8 +57,8 @@ def test_python_logs_via_cloudwatch_api(server):
     assert "Init Duration" in reports[0] and "Init Duration" not in reports[1], reports
     # Order: START, the function's output, END, REPORT.
     idx = lambda needle: next(i for i, m in enumerate(msgs) if needle in m)  # noqa: E731
-    assert idx(f"START RequestId: {inv1.request_id}") < idx("first line from python 91c2") \
-        < idx(f"END RequestId: {inv1.request_id}") < idx(f"REPORT RequestId: {inv1.request_id}")
+    assert idx(f"START RequestId: {rid1}") < idx("first line from python 91c2") \
+        < idx(f"END RequestId: {rid1}") < idx(f"REPORT RequestId: {rid1}")
     events = logs.get_log_events(logGroupName=group, logStreamName=stream,
                                  startFromHead=True)["events"]
     assert all(isinstance(e["timestamp"], int) and e["timestamp"] > 1_600_000_000_000 for e in events)
@@ -68,8 +69,7 @@ def test_node_console_log_format(server):
     name = unique_name("nodelogs")
     create_function(lam, name, node_zip("node/async"), runtime="nodejs20.x")
     inv = invoke(lam, name, {"log": "node says hi 5d1e"}, tail=True)
-    ok(inv)
-    rid = inv.request_id
+    rid = ok(inv)["requestId"]
     line_re = (rf"\d{{4}}-\d{{2}}-\d{{2}}T\d{{2}}:\d{{2}}:\d{{2}}\.\d{{3}}Z\t{re.escape(rid)}"
                rf"\tINFO\tnode says hi 5d1e")
     assert re.search(line_re, inv.log), inv.log

@@ -383,6 +383,7 @@ async fn invoke(
         .functions
         .invoke(InvokeRequest {
             scope: ctx.scope,
+            request_id: ctx.request_id,
             function: name,
             qualifier: q.get("Qualifier").cloned(),
             payload: body,

@@ -36,8 +36,28 @@ pub struct Config {
     pub freeze_idle: bool,
     /// What functions get as `AWS_ENDPOINT_URL`.
     pub endpoint_url: String,
-    pub python: PathBuf,
-    pub node: PathBuf,
+    pub python: Interpreter,
+    pub node: Interpreter,
+}
+
+/// A language interpreter's path, which may be resolved in the background after start
+/// (so version-manager shims cost nothing on the start-up path).
+#[derive(Debug, Clone)]
+pub struct Interpreter {
+    fallback: PathBuf,
+    resolved: Arc<std::sync::OnceLock<PathBuf>>,
+}
+
+impl Interpreter {
+    pub fn new(fallback: PathBuf) -> Interpreter {
+        Interpreter { fallback, resolved: Arc::default() }
+    }
+    pub fn resolve(&self, path: PathBuf) {
+        let _ = self.resolved.set(path);
+    }
+    pub fn path(&self) -> PathBuf {
+        self.resolved.get().unwrap_or(&self.fallback).clone()
+    }
 }
 
 /// One function's current configuration and its warm environments. Replaced wholesale
@@ -529,8 +549,8 @@ impl FunctionsEngine {
             config: &entry.config,
             code_dir: entry.code_dir.clone(),
             runtimes_dir: &self.runtimes_dir,
-            python: &self.cfg.python,
-            node: &self.cfg.node,
+            python: &self.cfg.python.path(),
+            node: &self.cfg.node.path(),
             envs_dir: &self.cfg.data_dir.join("envs"),
             endpoint_url: &self.cfg.endpoint_url,
             sandbox: self.sandbox.as_ref(),
@@ -543,7 +563,7 @@ impl FunctionsEngine {
     async fn invoke_sync(&self, entry: Arc<FunctionEntry>, req: InvokeRequest) -> Result<InvokeResult, Error> {
         let _slot = self.acquire_slot(&entry.config.account)?;
         let config = entry.config.clone();
-        let request_id = uuid::Uuid::new_v4().to_string();
+        let request_id = req.request_id.clone();
         let warm = entry.idle.lock().pop();
         let (env, init) = match warm {
             Some(env) => (env, None),
@@ -564,7 +584,8 @@ impl FunctionsEngine {
         let started = Instant::now();
         let rx = env.dispatch(Invocation {
             request_id: request_id.clone(),
-            payload: req.payload,
+            // Lambda hands an empty invoke payload to the function as `{}`.
+            payload: if req.payload.is_empty() { Bytes::from_static(b"{}") } else { req.payload },
             deadline_ms: now_ms + timeout.as_millis() as u64,
             function_arn: match &req.qualifier {
                 Some(q) => format!("{}:{q}", config.arn()),
@@ -646,9 +667,9 @@ impl FunctionsEngine {
             ];
             for l in lines {
                 env.log(&l);
-                text.push_str(&l);
-                text.push('\n');
             }
+            // The tail captured init output, then these lines.
+            text = env.shared.tail.lock().take().unwrap_or_default();
         }
         InvokeResult {
             status: 200,

@@ -201,7 +201,8 @@ impl Environment {
             freeze_enabled: p.freeze,
             instance: OnceLock::new(),
             dead: AtomicBool::new(false),
-            tail: Mutex::new(None),
+            // Capture init output: an init failure's log tail shows it.
+            tail: Mutex::new(Some(String::new())),
         });
         let server = runtime_api::serve(listener, runtime_api::router(shared.clone()));
 
@@ -305,7 +306,10 @@ impl Environment {
         let result = tokio::time::timeout(init_limit, init_rx).await;
         let init = started.elapsed();
         let failure = match result {
-            Ok(Ok(InitResult::Ready)) => return Ok((env_obj, init)),
+            Ok(Ok(InitResult::Ready)) => {
+                *shared.tail.lock() = None;
+                return Ok((env_obj, init));
+            }
             Ok(Ok(InitResult::Failed(body))) => {
                 let kind = serde_json::from_slice::<serde_json::Value>(&body)
                     .ok()

@@ -9,7 +9,7 @@ mod environment;
 mod logpipe;
 mod runtime_api;
 
-pub use engine::{Config, FunctionsEngine};
+pub use engine::{Config, FunctionsEngine, Interpreter};
 
 use bytes::Bytes;
 use nimbus_model::{Scope, ValidationError};
@@ -88,6 +88,8 @@ pub enum InvocationType {
 #[derive(Debug, Clone)]
 pub struct InvokeRequest {
     pub scope: Scope,
+    /// Also the invoke response's `x-amzn-RequestId`, as on AWS.
+    pub request_id: String,
     pub function: String,
     pub qualifier: Option<String>,
     pub payload: Bytes,

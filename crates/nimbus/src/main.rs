@@ -2,7 +2,7 @@
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use nimbus_api::{AppState, AuthConfig, AuthMode};
-use nimbus_functions::FunctionsEngine;
+use nimbus_functions::{FunctionsEngine, Interpreter};
 use nimbus_sandbox::{ProcessSandbox, Sandbox};
 use nimbus_store::{BlobStore, LogStore, SqliteStore};
 use std::collections::HashMap;
@@ -72,6 +72,38 @@ fn find_on_path(name: &str) -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(name))
 }
 
+/// The interpreter behind a command. Version-manager shims (pyenv, asdf, nvm) are shell
+/// scripts that cost ~100 ms per exec — on every cold start — so resolve them once.
+fn interpreter(name: &str, env_override: &str, probe: &'static [&'static str]) -> Interpreter {
+    if let Some(p) = std::env::var_os(env_override) {
+        return Interpreter::new(PathBuf::from(p));
+    }
+    let found = find_on_path(name);
+    let mut magic = [0u8; 2];
+    let is_script = std::fs::File::open(&found)
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut magic))
+        .map(|()| &magic == b"#!")
+        .unwrap_or(false);
+    let interp = Interpreter::new(found.clone());
+    if is_script {
+        let handle = interp.clone();
+        std::thread::spawn(move || handle.resolve(resolve_script(found, probe)));
+    }
+    interp
+}
+
+fn resolve_script(found: PathBuf, probe: &[&str]) -> PathBuf {
+    std::process::Command::new(&found)
+        .args(probe)
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .map(|s| PathBuf::from(s.trim()))
+        .filter(|p| p.is_file())
+        .unwrap_or(found)
+}
+
 fn choose_sandbox(arg: SandboxArg) -> anyhow::Result<(Arc<dyn Sandbox>, &'static str)> {
     match arg {
         SandboxArg::Auto => Ok((Arc::new(ProcessSandbox), "auto: the process backend is the only one in this build")),
@@ -105,8 +137,8 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
             env_idle_timeout: Duration::from_secs_f64(args.env_idle_timeout.max(0.05)),
             freeze_idle: !args.no_freeze,
             endpoint_url: endpoint_url.clone(),
-            python: find_on_path("python3"),
-            node: find_on_path("node"),
+            python: interpreter("python3", "NIMBUS_PYTHON", &["-c", "import sys; print(sys.executable)"]),
+            node: interpreter("node", "NIMBUS_NODE", &["-e", "console.log(process.execPath)"]),
         },
         store,
         blobs,

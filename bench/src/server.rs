@@ -1,0 +1,162 @@
+//! Building, locating, starting and stopping the `nimbus` server under test.
+use anyhow::{Context, bail};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+/// The workspace this harness lives in (compile-time: the bench is an in-tree tool).
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("bench/ has a parent").to_path_buf()
+}
+
+/// `target/release` next to the running harness (so a custom CARGO_TARGET_DIR works too),
+/// also when the harness itself was built in debug mode.
+pub fn release_dir() -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    let dir = exe.parent().context("harness executable has no directory")?;
+    Ok(match dir.file_name().and_then(|n| n.to_str()) {
+        Some("release") => dir.to_path_buf(),
+        Some("debug") => dir.with_file_name("release"),
+        _ => workspace_root().join("target/release"),
+    })
+}
+
+/// `cargo build --release -p nimbus -p rust-echo`, with cargo's output on our stderr so
+/// that stdout stays pure JSON.
+pub fn build() -> anyhow::Result<()> {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    eprintln!("bench: cargo build --release -p nimbus -p rust-echo");
+    let status = std::process::Command::new(cargo)
+        .args(["build", "--release", "-p", "nimbus", "-p", "rust-echo"])
+        .current_dir(workspace_root())
+        .stdout(std::io::stderr())
+        .status()
+        .context("running cargo")?;
+    if !status.success() {
+        bail!("cargo build --release -p nimbus -p rust-echo failed ({status})");
+    }
+    Ok(())
+}
+
+/// A running server. Dropping it kills the process (SIGKILL); `stop` asks nicely first.
+/// Function processes die with it (the process sandbox sets PR_SET_PDEATHSIG).
+pub struct Server {
+    child: Child,
+    pub addr: SocketAddr,
+    /// The server's own "ready in X ms" figure.
+    pub self_reported_ms: f64,
+}
+
+/// Spawn-relative timings of one start.
+pub struct StartTimings {
+    /// Spawn → the "nimbus listening on …" line read from the pipe.
+    pub ready_line: Duration,
+    /// Spawn → first 200 from GET /_nimbus/health (requested right after the ready line).
+    pub health_200: Duration,
+}
+
+impl Server {
+    /// Starts `nimbus server --listen 127.0.0.1:0 --data-dir DATA --sandbox process`,
+    /// waits for the ready line and one 200 from /_nimbus/health. Server stderr goes to `log`.
+    pub async fn start(bin: &Path, data_dir: &Path, log: &Path) -> anyhow::Result<(Server, StartTimings)> {
+        let log = std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
+        let t0 = Instant::now();
+        let mut child = Command::new(bin)
+            .args(["server", "--listen", "127.0.0.1:0", "--sandbox", "process", "--data-dir"])
+            .arg(data_dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("spawning {}", bin.display()))?;
+        let mut lines = BufReader::new(child.stdout.take().expect("piped")).lines();
+        let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+            .await
+            .context("no ready line within 30 s")??
+            .context("server exited before printing its ready line")?;
+        let ready_line = t0.elapsed();
+        // Keep draining stdout so the server can never block on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+
+        let (addr, self_reported_ms) = parse_ready_line(&line)?;
+        let mut server = Server { child, addr, self_reported_ms };
+        let mut conn = crate::http::Conn::new(addr);
+        let health = crate::http::Template::new(hyper::Method::GET, "/_nimbus/health");
+        loop {
+            match conn.send(&health).await {
+                Ok(r) if r.status == 200 => break,
+                _ if t0.elapsed() > Duration::from_secs(30) => bail!("/_nimbus/health not 200 within 30 s"),
+                _ => {
+                    if let Some(status) = server.child.try_wait()? {
+                        bail!("server exited ({status})");
+                    }
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+            }
+        }
+        let health_200 = t0.elapsed();
+        Ok((server, StartTimings { ready_line, health_200 }))
+    }
+
+    /// SIGTERM (graceful shutdown), then SIGKILL if it hasn't exited within 5 s.
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        if let Some(pid) = self.child.id() {
+            let _ = std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status();
+            if tokio::time::timeout(Duration::from_secs(5), self.child.wait()).await.is_ok() {
+                return Ok(());
+            }
+            eprintln!("bench: server did not exit within 5 s of SIGTERM; killing it");
+        }
+        self.child.kill().await?;
+        Ok(())
+    }
+}
+
+/// `nimbus listening on http://127.0.0.1:PORT (sandbox: process) ready in X ms`
+fn parse_ready_line(line: &str) -> anyhow::Result<(SocketAddr, f64)> {
+    let bad = || format!("unexpected ready line {line:?}");
+    let rest = line.strip_prefix("nimbus listening on http://").with_context(bad)?;
+    let addr = rest.split_whitespace().next().with_context(bad)?.parse().with_context(bad)?;
+    let ms = rest
+        .split("ready in ")
+        .nth(1)
+        .and_then(|s| s.trim_end_matches(" ms").trim().parse().ok())
+        .unwrap_or(f64::NAN);
+    Ok((addr, ms))
+}
+
+/// A fresh, empty directory under the system temp dir, removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> anyhow::Result<Self> {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let n = N.fetch_add(1, Ordering::Relaxed);
+        let p = std::env::temp_dir().join(format!("nimbus-bench-{}-{tag}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p)?;
+        Ok(TempDir(p))
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn ready_line() {
+        let (addr, ms) =
+            super::parse_ready_line("nimbus listening on http://127.0.0.1:4566 (sandbox: process) ready in 3.2 ms").unwrap();
+        assert_eq!(addr.port(), 4566);
+        assert_eq!(ms, 3.2);
+    }
+}
