@@ -11,22 +11,34 @@ export DEBIAN_FRONTEND=noninteractive
 step() { printf '\n==> %s\n' "$*"; }
 
 # --- system packages (only if missing) --------------------------------------------------
+APT_UPDATED=0
+apt_install() {
+    local sudo=()
+    if [ "$(id -u)" -ne 0 ]; then sudo=(sudo); fi
+    step "installing Debian packages: $*"
+    if [ "$APT_UPDATED" = 0 ]; then
+        "${sudo[@]}" apt-get update -qq
+        APT_UPDATED=1
+    fi
+    "${sudo[@]}" apt-get install -y -qq --no-install-recommends "$@" </dev/null
+}
 missing=()
 if ! command -v python3 >/dev/null 2>&1; then
     missing+=(python3 python3-venv python3-pip)
 else
-    python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
+    # Debian's python3 needs python3-venv for a working `python3 -m venv` (ensurepip).
+    if [ "$(command -v python3)" = /usr/bin/python3 ]; then
+        dpkg -s python3-venv >/dev/null 2>&1 || missing+=(python3-venv)
+    else
+        python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
+    fi
     python3 -m pip --version >/dev/null 2>&1 || dpkg -s python3-pip >/dev/null 2>&1 || missing+=(python3-pip)
 fi
 command -v node >/dev/null 2>&1 || missing+=(nodejs)
 command -v zip >/dev/null 2>&1 || missing+=(zip)
 command -v unzip >/dev/null 2>&1 || missing+=(unzip)
 if ((${#missing[@]})); then
-    step "installing Debian packages: ${missing[*]}"
-    SUDO=()
-    if [ "$(id -u)" -ne 0 ]; then SUDO=(sudo); fi
-    "${SUDO[@]}" apt-get update -qq
-    "${SUDO[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" </dev/null
+    apt_install "${missing[@]}"
 fi
 
 # --- Python venv with the real AWS clients ------------------------------------------------
@@ -39,7 +51,10 @@ venv_ok() {
 }
 if ! venv_ok; then
     step "creating $VENV"
-    python3 -m venv --clear "$VENV"
+    if ! python3 -m venv --clear "$VENV"; then
+        apt_install python3-venv
+        python3 -m venv --clear "$VENV"
+    fi
     "$VENV/bin/python" -m pip install -q --disable-pip-version-check --progress-bar off "${PY_PACKAGES[@]}" </dev/null
     venv_ok || { echo "venv $VENV is incomplete after install" >&2; exit 1; }
 fi

@@ -19,10 +19,6 @@ pub struct Response {
 }
 
 impl Response {
-    pub fn json(&self) -> anyhow::Result<serde_json::Value> {
-        serde_json::from_slice(&self.body).context("response body is not JSON")
-    }
-
     /// Fails with the status and body unless the status is 2xx.
     pub fn ok(self) -> anyhow::Result<Self> {
         if !self.status.is_success() {

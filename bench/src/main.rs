@@ -69,22 +69,36 @@ async fn main() -> anyhow::Result<()> {
     std::fs::write(&args.out, &text).with_context(|| format!("writing {}", args.out.display()))?;
     print!("{text}");
     eprintln!("bench: report written to {}", args.out.display());
-    if report["scenarios"].as_object().is_some_and(|s| s.values().any(|v| v.get("error").is_some())) {
+    if has_error(&report["scenarios"]) {
         anyhow::bail!("some scenarios failed (see their \"error\")");
     }
     Ok(())
+}
+
+impl Args {
+    fn wants(&self, scenario: &str) -> bool {
+        self.only.iter().any(|o| o == scenario)
+    }
+}
+
+/// A scenario's section of the report, or `{"error": …}` if it failed.
+fn section(res: anyhow::Result<Value>) -> Value {
+    res.unwrap_or_else(|e| json!({ "error": format!("{e:#}") }))
+}
+
+/// Whether any section of the report is an `{"error": …}`.
+fn has_error(v: &Value) -> bool {
+    v.as_object().is_some_and(|o| o.contains_key("error") || o.values().any(has_error))
 }
 
 /// Runs the selected scenarios; a failing scenario is reported as `{"error": …}` and the
 /// others still run.
 async fn run(args: &Args, nimbus: &Path, rust_echo: &Path, results_dir: &Path) -> anyhow::Result<Value> {
     let sizes = Sizes::new(args.quick);
-    let want = |s: &str| args.only.iter().any(|o| o == s);
     let mut r = Report::default();
     let mut scenarios = serde_json::Map::new();
-    let section = |res: anyhow::Result<Value>| res.unwrap_or_else(|e| json!({ "error": format!("{e:#}") }));
 
-    if want("start") {
+    if args.wants("start") {
         eprintln!("bench: 1/4 start_to_ready ({} starts)", sizes.starts);
         scenarios.insert("start_to_ready".into(), section(scenarios::start_to_ready(&mut r, nimbus, sizes.starts).await));
     }
@@ -92,34 +106,11 @@ async fn run(args: &Args, nimbus: &Path, rust_echo: &Path, results_dir: &Path) -
     // Scenarios 2–4 share one server on a fresh data dir; its stderr is kept for inspection.
     let server_log = results_dir.join("server.log");
     let mut server_info = Value::Null;
-    if want("cold") || want("warm") || want("control") {
-        let dir = TempDir::new("main")?;
-        let (server, _) = Server::start(nimbus, &dir.0.join("data"), &server_log).await?;
-        let addr = server.addr;
-        eprintln!("bench: server for scenarios 2-4 at http://{addr} (log: {})", server_log.display());
-        let provided = lambda::provided(rust_echo)?;
-
-        if want("cold") {
-            eprintln!("bench: 2/4 cold_start ({} samples per runtime)", sizes.cold_samples);
-            let packages = [lambda::provided(rust_echo)?, lambda::python()?, lambda::node()?];
-            scenarios.insert("cold_start".into(), section(scenarios::cold_starts(&mut r, addr, &packages, sizes.cold_samples).await));
+    if args.wants("cold") || args.wants("warm") || args.wants("control") {
+        let res = shared_server(args, &sizes, &mut r, &mut scenarios, nimbus, rust_echo, &server_log).await;
+        if let Err(e) = res {
+            scenarios.insert("shared_server".into(), json!({ "error": format!("{e:#}") }));
         }
-        if want("warm") {
-            eprintln!("bench: 3/4 warm_invoke");
-            scenarios.insert("warm_invoke".into(), section(scenarios::warm_invokes(&mut r, addr, &provided, &sizes).await));
-        }
-        if want("control") {
-            eprintln!("bench: 4/4 control_api");
-            // GetFunction needs a function; create one unless scenario 3 already did.
-            let res = async {
-                if !want("warm") {
-                    lambda::create(&mut http::Conn::new(addr), "bench-warm", &provided).await?;
-                }
-                scenarios::control_api(&mut r, addr, "bench-warm", &sizes, !args.no_wrk, &dir.0).await
-            };
-            scenarios.insert("control_api".into(), section(res.await));
-        }
-        server.stop().await?;
         server_info = log_summary(&server_log);
     }
 
@@ -129,6 +120,45 @@ async fn run(args: &Args, nimbus: &Path, rust_echo: &Path, results_dir: &Path) -
         "server_log": server_info,
         "summary": r.summary(),
     }))
+}
+
+/// Scenarios 2–4 against one server.
+async fn shared_server(
+    args: &Args,
+    sizes: &Sizes,
+    r: &mut Report,
+    scenarios: &mut serde_json::Map<String, Value>,
+    nimbus: &Path,
+    rust_echo: &Path,
+    server_log: &Path,
+) -> anyhow::Result<()> {
+    let packages = [lambda::provided(rust_echo)?, lambda::python()?, lambda::node()?];
+    let provided = &packages[0];
+    let dir = TempDir::new("main")?;
+    let (server, _) = Server::start(nimbus, &dir.0.join("data"), server_log).await?;
+    let addr = server.addr;
+    eprintln!("bench: server for scenarios 2-4 at http://{addr} (log: {})", server_log.display());
+
+    if args.wants("cold") {
+        eprintln!("bench: 2/4 cold_start ({} samples per runtime)", sizes.cold_samples);
+        scenarios.insert("cold_start".into(), section(scenarios::cold_starts(r, addr, &packages, sizes.cold_samples).await));
+    }
+    if args.wants("warm") {
+        eprintln!("bench: 3/4 warm_invoke");
+        scenarios.insert("warm_invoke".into(), section(scenarios::warm_invokes(r, &server, provided, sizes).await));
+    }
+    if args.wants("control") {
+        eprintln!("bench: 4/4 control_api");
+        // GetFunction needs a function; create one unless scenario 3 already did.
+        let res = async {
+            if !args.wants("warm") {
+                lambda::create(&mut http::Conn::new(addr), "bench-warm", provided).await?;
+            }
+            scenarios::control_api(r, addr, "bench-warm", sizes, !args.no_wrk, &dir.0).await
+        };
+        scenarios.insert("control_api".into(), section(res.await));
+    }
+    server.stop().await
 }
 
 /// Where and how the run happened.

@@ -2,8 +2,8 @@
 //! also recorded in the `Report` summary.
 use crate::http::{self, Check, Conn, LoadResult, Template};
 use crate::lambda::{self, Package};
-use crate::server::{Server, TempDir};
-use crate::stats::{Report, Samples, Target, as_ms, as_us};
+use crate::server::{CpuTimes, Server, TempDir};
+use crate::stats::{Report, Samples, Target, as_ms, as_us, fig};
 use anyhow::{Context, bail};
 use hyper::Method;
 use serde_json::{Value, json};
@@ -54,6 +54,7 @@ pub async fn start_to_ready(r: &mut Report, bin: &Path, n: usize) -> anyhow::Res
         own.push(server.self_reported_ms);
         server.stop().await?;
     }
+    let health_each: Vec<f64> = health.iter().map(|d| (as_ms(*d) * 10.0).round() / 10.0).collect();
     let (ready, health, own) = (Samples::from_durations(&ready, as_ms), Samples::from_durations(&health, as_ms), Samples::new(own));
     Ok(json!({
         "what": "spawn `nimbus server --listen 127.0.0.1:0` on a fresh data dir; time until the ready line on stdout, and until the first 200 from GET /_nimbus/health (sent right after the ready line)",
@@ -62,8 +63,9 @@ pub async fn start_to_ready(r: &mut Report, bin: &Path, n: usize) -> anyhow::Res
             "p50": r.checked("start_to_ready.health_200.p50", health.pct(50.0), "ms", Target::AtMost(50.0)),
             "max": r.checked("start_to_ready.health_200.max", health.max(), "ms", Target::AtMost(50.0)),
         },
-        "to_ready_line": { "p50": r.fig(ready.pct(50.0), "ms"), "max": r.fig(ready.max(), "ms") },
-        "server_self_reported": { "p50": r.fig(own.pct(50.0), "ms"), "max": r.fig(own.max(), "ms") },
+        "to_ready_line": { "p50": fig(ready.pct(50.0), "ms"), "max": fig(ready.max(), "ms") },
+        "server_self_reported": { "p50": fig(own.pct(50.0), "ms"), "max": fig(own.max(), "ms") },
+        "health_200_each_ms": health_each,
     }))
 }
 
@@ -78,87 +80,94 @@ pub async fn cold_starts(r: &mut Report, addr: SocketAddr, packages: &[Package],
         )),
     );
     for p in packages {
-        let name = format!("bench-cold-{}", p.runtime.replace('.', "-"));
-        let mut conn = Conn::new(addr);
-        lambda::create(&mut conn, &name, p).await?;
-        let invoke = lambda::invoke_template(&name, true);
-        let (mut client, mut init, mut not_cold, mut errors, mut first_error) = (Vec::new(), Vec::new(), 0, 0, None);
-        for i in 0..=n {
-            lambda::set_env(&mut conn, &name, &i.to_string()).await?;
-            conn.open().await?;
-            let t0 = Instant::now();
-            let resp = conn.send(&invoke).await?;
-            let took = t0.elapsed();
-            let outcome = if resp.status.is_success() {
-                lambda::invoke_succeeded(&resp)
-            } else {
-                Err(format!("HTTP {}: {}", resp.status, String::from_utf8_lossy(&resp.body)))
-            };
-            if let Err(e) = outcome {
-                errors += 1;
-                first_error.get_or_insert(e);
-                continue;
-            }
-            if i == 0 {
-                continue; // warm-up: loads the runtime's files into the page cache
-            }
-            match lambda::log_tail(&resp).as_deref().and_then(lambda::init_duration_ms) {
-                Some(ms) => {
-                    client.push(took);
-                    init.push(ms);
-                }
-                None => not_cold += 1,
-            }
-        }
-        if client.is_empty() {
-            bail!("{}: no cold start measured ({errors} errors, first: {first_error:?})", p.runtime);
-        }
-        let (client, init) = (Samples::from_durations(&client, as_ms), Samples::new(init));
-        let target = (p.runtime == "provided.al2023").then_some(Target::AtMost(5.0));
-        let mut fig = |key: &str, v: f64| match target {
-            Some(t) => r.checked(&format!("cold_start.{}.{key}", p.runtime), v, "ms", t),
-            None => r.fig(v, "ms"),
-        };
-        let section = json!({
-            "cold_samples": client.len(),
-            "client_invoke": {
-                "p50": fig("client_invoke.p50", client.pct(50.0)),
-                "p99": r.fig(client.pct(99.0), "ms"),
-                "max": r.fig(client.max(), "ms"),
-            },
-            "init_duration": {
-                "p50": fig("init_duration.p50", init.pct(50.0)),
-                "p99": r.fig(init.pct(99.0), "ms"),
-                "max": r.fig(init.max(), "ms"),
-            },
-            "not_cold": not_cold,
-            "errors": errors,
-            "first_error": first_error,
-        });
+        let section = cold_start_one(r, addr, p, n).await.unwrap_or_else(|e| json!({ "error": format!("{e:#}") }));
         out.insert(p.runtime.to_string(), section);
     }
     Ok(Value::Object(out))
+}
+
+/// `n` cold starts of one runtime (after a discarded first one).
+async fn cold_start_one(r: &mut Report, addr: SocketAddr, p: &Package, n: usize) -> anyhow::Result<Value> {
+    let name = format!("bench-cold-{}", p.runtime.replace('.', "-"));
+    let mut conn = Conn::new(addr);
+    lambda::create(&mut conn, &name, p).await?;
+    let invoke = lambda::invoke_template(&name, true);
+    let (mut client, mut init, mut not_cold, mut errors, mut first_error) = (Vec::new(), Vec::new(), 0, 0, None);
+    for i in 0..=n {
+        lambda::set_env(&mut conn, &name, &i.to_string()).await?;
+        conn.open().await?;
+        let t0 = Instant::now();
+        let resp = conn.send(&invoke).await?;
+        let took = t0.elapsed();
+        let outcome = if resp.status.is_success() {
+            lambda::invoke_succeeded(&resp)
+        } else {
+            Err(format!("HTTP {}: {}", resp.status, String::from_utf8_lossy(&resp.body)))
+        };
+        if let Err(e) = outcome {
+            errors += 1;
+            first_error.get_or_insert(e);
+            continue;
+        }
+        if i == 0 {
+            continue; // warm-up: loads the runtime's files into the page cache
+        }
+        match lambda::log_tail(&resp).as_deref().and_then(lambda::init_duration_ms) {
+            Some(ms) => {
+                client.push(took);
+                init.push(ms);
+            }
+            None => not_cold += 1,
+        }
+    }
+    if client.is_empty() {
+        bail!("{}: no cold start measured ({errors} errors, first: {first_error:?})", p.runtime);
+    }
+    let (client, init) = (Samples::from_durations(&client, as_ms), Samples::new(init));
+    let target = (p.runtime == "provided.al2023").then_some(Target::AtMost(5.0));
+    let mut p50 = |key: &str, v: f64| match target {
+        Some(t) => r.checked(&format!("cold_start.{}.{key}", p.runtime), v, "ms", t),
+        None => fig(v, "ms"),
+    };
+    Ok(json!({
+        "cold_samples": client.len(),
+        "client_invoke": {
+            "p50": p50("client_invoke.p50", client.pct(50.0)),
+            "p99": fig(client.pct(99.0), "ms"),
+            "max": fig(client.max(), "ms"),
+        },
+        "init_duration": {
+            "p50": p50("init_duration.p50", init.pct(50.0)),
+            "p99": fig(init.pct(99.0), "ms"),
+            "max": fig(init.max(), "ms"),
+        },
+        "not_cold": not_cold,
+        "errors": errors,
+        "first_error": first_error,
+    }))
 }
 
 fn invoke_check() -> Check {
     Arc::new(lambda::invoke_succeeded)
 }
 
-fn load_figures(r: &Report, res: &LoadResult) -> Value {
+fn load_figures(res: &LoadResult) -> Value {
     let lat = Samples::from_durations(&res.latencies, as_us);
     json!({
         "requests": res.latencies.len(),
         "errors": res.errors,
         "first_error": res.first_error,
-        "elapsed": r.fig(res.elapsed.as_secs_f64(), "s"),
-        "p50": r.fig(lat.pct(50.0), "us"),
-        "p99": r.fig(lat.pct(99.0), "us"),
-        "max": r.fig(lat.max(), "us"),
+        "elapsed": fig(res.elapsed.as_secs_f64(), "s"),
+        "p50": fig(lat.pct(50.0), "us"),
+        "p99": fig(lat.pct(99.0), "us"),
+        "max": fig(lat.max(), "us"),
     })
 }
 
 /// 3. Warm invokes of the provided no-op function: sequential latency, then throughput.
-pub async fn warm_invokes(r: &mut Report, addr: SocketAddr, rust_echo: &Package, s: &Sizes) -> anyhow::Result<Value> {
+pub async fn warm_invokes(r: &mut Report, server: &Server, rust_echo: &Package, s: &Sizes) -> anyhow::Result<Value> {
+    let addr = server.addr;
+    let cpu = Cpu::new(server.pid());
     let name = "bench-warm";
     let mut conn = Conn::new(addr);
     lambda::create(&mut conn, name, rust_echo).await?;
@@ -166,7 +175,11 @@ pub async fn warm_invokes(r: &mut Report, addr: SocketAddr, rust_echo: &Package,
 
     // Sequential: one client, one keep-alive connection.
     let (mut lat, mut errors, mut first_error) = (Vec::with_capacity(s.warm_sequential), 0u64, None);
+    let mut cpu_start = None;
     for i in 0..s.warm_warmup + s.warm_sequential {
+        if i == s.warm_warmup {
+            cpu_start = Some(cpu.now());
+        }
         let t0 = Instant::now();
         let outcome = match conn.send(&invoke).await {
             Ok(resp) if resp.status.is_success() => lambda::invoke_succeeded(&resp),
@@ -190,16 +203,19 @@ pub async fn warm_invokes(r: &mut Report, addr: SocketAddr, rust_echo: &Package,
         "errors": errors,
         "first_error": first_error,
         "p50": r.checked("warm_invoke.sequential.p50", seq.pct(50.0), "us", Target::AtMost(200.0)),
-        "p99": r.fig(seq.pct(99.0), "us"),
-        "max": r.fig(seq.max(), "us"),
-        "mean": r.fig(seq.mean(), "us"),
+        "p99": fig(seq.pct(99.0), "us"),
+        "max": fig(seq.max(), "us"),
+        "mean": fig(seq.mean(), "us"),
+        "cpu_per_invoke": cpu.per_request(cpu_start.flatten(), seq.len()),
     });
 
     // Concurrent: warm up (lets the server scale out environments), then measure.
     let warmup = http::closed_loop(addr, s.concurrent_clients, s.concurrent_warmup, invoke.clone(), invoke_check()).await?;
+    let before = cpu.now();
     let res = http::closed_loop(addr, s.concurrent_clients, s.concurrent_duration, invoke, invoke_check()).await?;
+    let cpu_per_invoke = cpu.per_request(before, res.latencies.len());
     let rate = res.latencies.len() as f64 / res.elapsed.as_secs_f64();
-    let mut concurrent = load_figures(r, &res);
+    let mut concurrent = load_figures(&res);
     concurrent["what"] = json!(format!(
         "{} clients, each on its own keep-alive connection, invoking back to back for {:?} after a {:?} warm-up ({} invokes, {} errors)",
         s.concurrent_clients,
@@ -209,7 +225,36 @@ pub async fn warm_invokes(r: &mut Report, addr: SocketAddr, rust_echo: &Package,
         warmup.errors
     ));
     concurrent["throughput"] = r.checked("warm_invoke.concurrent.throughput", rate, "invokes/s", Target::AtLeast(10_000.0));
+    concurrent["cpu_per_invoke"] = cpu_per_invoke;
     Ok(json!({ "sequential": sequential, "concurrent": concurrent }))
+}
+
+/// CPU accounting for a phase: the server, its function processes, and this harness.
+struct Cpu {
+    server: Option<u32>,
+}
+
+impl Cpu {
+    fn new(server: Option<u32>) -> Self {
+        Cpu { server }
+    }
+
+    /// (server + its children, the harness itself)
+    fn now(&self) -> Option<(CpuTimes, CpuTimes)> {
+        Some((CpuTimes::of(self.server?)?, CpuTimes::of(std::process::id())?))
+    }
+
+    /// CPU µs per request since `before` (10 ms /proc resolution, so use long phases).
+    fn per_request(&self, before: Option<(CpuTimes, CpuTimes)>, requests: usize) -> Value {
+        let (Some((s0, b0)), Some((s1, b1))) = (before, self.now()) else { return Value::Null };
+        let (server, bench) = (s1.since(&s0), b1.since(&b0));
+        let per = |d: Duration| fig(as_us(d) / requests.max(1) as f64, "us");
+        json!({
+            "server": per(server.process),
+            "function_processes": per(server.children),
+            "bench_client": per(bench.process),
+        })
+    }
 }
 
 /// The two control-plane requests that scenario 4 hammers.
@@ -279,9 +324,9 @@ pub async fn control_api(
                     "requests": w.requests,
                     "non_2xx": w.non_2xx,
                     "socket_errors": w.socket_errors,
-                    "p50": r.fig(w.p50_us, "us"),
-                    "p99": r.fig(w.p99_us, "us"),
-                    "max": r.fig(w.max_us, "us"),
+                    "p50": fig(w.p50_us, "us"),
+                    "p99": fig(w.p99_us, "us"),
+                    "max": fig(w.max_us, "us"),
                 });
                 v["throughput"] = r.checked(&format!("control_api.{key}.throughput"), w.rps, "req/s", Target::AtLeast(40_000.0));
                 v
@@ -289,7 +334,7 @@ pub async fn control_api(
             Err(_) => {
                 let res = http::closed_loop(addr, s.control_connections, s.control_duration, t.clone(), Arc::new(|_| Ok(()))).await?;
                 let rate = res.latencies.len() as f64 / res.elapsed.as_secs_f64();
-                let mut v = load_figures(r, &res);
+                let mut v = load_figures(&res);
                 v["throughput"] = r.checked(&format!("control_api.{key}.throughput"), rate, "req/s", Target::AtLeast(40_000.0));
                 v
             }

@@ -116,6 +116,54 @@ impl Server {
     }
 }
 
+impl Server {
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+}
+
+/// CPU time (user + system) of a process and of its live direct children, read from
+/// /proc (Linux only; `None` elsewhere). Function environments are the server's children.
+#[derive(Clone, Copy)]
+pub struct CpuTimes {
+    pub process: Duration,
+    pub children: Duration,
+}
+
+impl CpuTimes {
+    pub fn of(pid: u32) -> Option<CpuTimes> {
+        let (mut process, mut children) = (None, Duration::ZERO);
+        for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+            let Some(Ok(p)) = entry.file_name().to_str().map(str::parse::<u32>) else { continue };
+            let Some((ppid, cpu)) = proc_stat(p) else { continue };
+            if p == pid {
+                process = Some(cpu);
+            } else if ppid == pid {
+                children += cpu;
+            }
+        }
+        Some(CpuTimes { process: process?, children })
+    }
+
+    /// CPU used between `earlier` and `self`.
+    pub fn since(&self, earlier: &CpuTimes) -> CpuTimes {
+        CpuTimes {
+            process: self.process.saturating_sub(earlier.process),
+            children: self.children.saturating_sub(earlier.children),
+        }
+    }
+}
+
+/// (ppid, utime + stime) from /proc/PID/stat, assuming the usual 100 clock ticks per second.
+fn proc_stat(pid: u32) -> Option<(u32, Duration)> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) is in parentheses and may contain spaces.
+    let fields: Vec<&str> = text.rsplit_once(')')?.1.split_whitespace().collect();
+    let ppid = fields.get(1)?.parse().ok()?;
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some((ppid, Duration::from_millis(ticks * 10)))
+}
+
 /// `nimbus listening on http://127.0.0.1:PORT (sandbox: process) ready in X ms`
 fn parse_ready_line(line: &str) -> anyhow::Result<(SocketAddr, f64)> {
     let bad = || format!("unexpected ready line {line:?}");

@@ -70,12 +70,12 @@ pub struct Report {
     checks: Vec<Value>,
 }
 
-impl Report {
-    /// A figure without a target.
-    pub fn fig(&self, value: f64, unit: &str) -> Value {
-        json!({ "value": round(value), "unit": unit })
-    }
+/// A figure without a target.
+pub fn fig(value: f64, unit: &str) -> Value {
+    json!({ "value": round(value), "unit": unit })
+}
 
+impl Report {
     /// A figure checked against `target`; `name` identifies it in the summary.
     pub fn checked(&mut self, name: &str, value: f64, unit: &str, target: Target) -> Value {
         let (text, met) = match target {
@@ -84,17 +84,6 @@ impl Report {
         };
         self.checks.push(json!({ "figure": name, "value": round(value), "unit": unit, "target": text, "met": met }));
         json!({ "value": round(value), "unit": unit, "target": text, "met": met })
-    }
-
-    /// `{p50, p99, max, mean}` of `s`, all in `unit`, none checked.
-    pub fn dist(&self, s: &Samples, unit: &str) -> Value {
-        json!({
-            "samples": s.len(),
-            "p50": self.fig(s.pct(50.0), unit),
-            "p99": self.fig(s.pct(99.0), unit),
-            "max": self.fig(s.max(), unit),
-            "mean": self.fig(s.mean(), unit),
-        })
     }
 
     pub fn summary(&self) -> Value {

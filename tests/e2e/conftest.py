@@ -67,10 +67,12 @@ def pytest_runtest_makereport(item, call):
         if not s.stderr_path.exists():
             continue
         data = s.stderr_path.read_bytes()[marks.get(id(s), 0):]
-        if data:
+        died = s.died_unexpectedly()
+        if data or died:
+            text = data[-4000:].decode(errors="replace") if data else s.stderr_tail()
             rep.sections.append(
                 (f"nimbus server stderr ({s.endpoint or s.data_dir}) [{rep.when}]",
-                 data[-4000:].decode(errors="replace")))
+                 (f"*** {died} ***\n" if died else "") + text))
 
 
 def pytest_sessionfinish(session, exitstatus):

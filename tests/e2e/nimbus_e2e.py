@@ -77,6 +77,7 @@ class NimbusServer:
         self.sandbox = ""
         self.ready_line = ""
         self.starts = 0
+        self.expected_exit = False
         self.stderr_path = self.log_dir / "stderr.log"
         self._clients: dict[tuple, Any] = {}
         ALL_SERVERS.append(self)
@@ -99,6 +100,7 @@ class NimbusServer:
             self.proc = subprocess.Popen(cmd, stdout=out, stderr=err, stdin=subprocess.DEVNULL,
                                          env=env, cwd=str(self.log_dir), start_new_session=True)
         self.pgids.append(self.proc.pid)
+        self.expected_exit = False
         deadline = time.monotonic() + READY_TIMEOUT
         while True:
             text = out_path.read_text(errors="replace")
@@ -124,6 +126,7 @@ class NimbusServer:
 
     def stop(self) -> None:
         """SIGTERM, then SIGKILL; then kill whatever is left in its process groups."""
+        self.expected_exit = True
         if self.alive():
             self.proc.send_signal(signal.SIGTERM)
             try:
@@ -135,6 +138,7 @@ class NimbusServer:
 
     def kill9(self) -> None:
         """Crash the server (SIGKILL, no chance to clean up); its children are left alone."""
+        self.expected_exit = True
         if self.alive():
             self.proc.kill()
             self.proc.wait(timeout=5)
@@ -151,6 +155,14 @@ class NimbusServer:
                 os.killpg(pgid, signal.SIGKILL)
             except (ProcessLookupError, PermissionError):
                 pass
+
+    def died_unexpectedly(self) -> str | None:
+        """A description if the server process ended without stop()/kill9() asking it to."""
+        if self.proc is None or self.expected_exit or self.proc.poll() is None:
+            return None
+        rc = self.proc.returncode
+        how = f"killed by signal {-rc}" if rc < 0 else f"exit status {rc}"
+        return f"nimbus server {self.endpoint} ended unexpectedly ({how})"
 
     def stderr_tail(self, n: int = 4000) -> str:
         try:

@@ -106,3 +106,35 @@ def test_dev_mode_accepts_any_credentials(server):
     status, _, body = server.http("POST", f"/2015-03-31/functions/{name}/invocations", b'{"u": 1}')
     assert status == 200, body
     assert json.loads(body)["event"] == {"u": 1}
+
+
+def test_strict_auth_json_protocol_and_clock_skew(nimbus, monkeypatch):
+    import datetime
+
+    import botocore.auth
+    s = nimbus("--auth", "strict", "--access-key", f"{KEY}:{SECRET}")
+    # The JSON-1.1 dispatcher (CloudWatch Logs) is behind the same check, with its error shape.
+    assert "logGroups" in s.client("logs", key=KEY, secret=SECRET).describe_log_groups()
+    with pytest.raises(ClientError) as e:
+        s.client("logs", key="AKIDUNKNOWN", secret=SECRET).describe_log_groups()
+    assert error_code(e.value) == "UnrecognizedClientException" and http_status(e.value) == 403
+    with pytest.raises(ClientError) as e:
+        s.client("logs", key=KEY, secret="bad").describe_log_groups()
+    assert error_code(e.value) == "InvalidSignatureException" and http_status(e.value) == 403
+
+    # Signatures dated more than 15 minutes away are refused; within the window they pass.
+    good = s.client("lambda", key=KEY, secret=SECRET)
+    real_now = botocore.auth.get_current_datetime
+    monkeypatch.setattr(botocore.auth, "get_current_datetime",
+                        lambda: real_now() - datetime.timedelta(minutes=20))
+    with pytest.raises(ClientError) as e:
+        good.list_functions()
+    assert error_code(e.value) == "InvalidSignatureException" and http_status(e.value) == 403
+    monkeypatch.setattr(botocore.auth, "get_current_datetime",
+                        lambda: real_now() + datetime.timedelta(minutes=20))
+    with pytest.raises(ClientError) as e:
+        good.list_functions()
+    assert http_status(e.value) == 403
+    monkeypatch.setattr(botocore.auth, "get_current_datetime",
+                        lambda: real_now() - datetime.timedelta(minutes=10))
+    assert "Functions" in good.list_functions()

@@ -1,7 +1,10 @@
 """Bad input gets an AWS-style 4xx with an AWS error code, and the server keeps serving."""
+import base64
+import io
 import json
 import os
 import uuid
+import zipfile
 
 import pytest
 from botocore.exceptions import ClientError
@@ -29,7 +32,7 @@ def test_malformed_json_body(server):
 
 def test_missing_required_fields(server):
     name = unique_name("missing")
-    code_b64 = __import__("base64").b64encode(python_zip()).decode()
+    code_b64 = base64.b64encode(python_zip()).decode()
     full = {"FunctionName": name, "Runtime": "python3.12", "Role": ROLE,
             "Handler": "lambda_function.handler", "Code": {"ZipFile": code_b64}}
     for drop in ("FunctionName", "Role", "Code"):
@@ -104,8 +107,6 @@ def test_zip_slip(server):
 
 def test_absolute_path_entry(server):
     marker = uuid.uuid4().hex
-    import io
-    import zipfile
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as z:
         z.writestr("lambda_function.py", "def handler(e, c):\n    return 1\n")
@@ -170,11 +171,22 @@ def test_function_name_too_long_or_invalid(server):
     server.assert_serving()
 
 
+def test_oversized_upload(server):
+    big = make_zip({"lambda_function.py": "def handler(e, c):\n    return 1\n",
+                    "blob.bin": os.urandom(51 * 1024 * 1024)})
+    with pytest.raises(ClientError) as e:
+        create_function(server.lam, unique_name("huge"), big)
+    assert error_code(e.value) == "RequestEntityTooLargeException"
+    assert http_status(e.value) == 413
+    server.assert_serving()
+
+
 def test_unknown_routes_and_methods(server):
-    status, code, _ = _raw(server, "GET", "/2015-03-31/nothing-here")
-    assert 400 <= status < 500
-    status, code, _ = _raw(server, "PATCH", FUNCTIONS + "/x")
-    assert 400 <= status < 500
+    """Errors carry an AWS error code even for routes that do not exist, so SDKs can parse them."""
+    status, code, data = _raw(server, "GET", "/2015-03-31/nothing-here")
+    assert 400 <= status < 500 and code, (status, data)
+    status, code, data = _raw(server, "PATCH", FUNCTIONS + "/x")
+    assert 400 <= status < 500 and code, (status, data)
     status, code, data = _raw(server, "POST", "/", b"{}", {
         "Content-Type": "application/x-amz-json-1.1", "X-Amz-Target": "NoSuchService.NoSuchOp"})
     assert 400 <= status < 500 and code, data

@@ -2,6 +2,7 @@
 configuration fields as AWS returns them, pagination, ARNs, revision ids and errors."""
 import json
 import re
+import urllib.request
 import zipfile
 
 import pytest
@@ -221,3 +222,29 @@ def test_list_functions_pagination(nimbus, tmp_path):
     lam.delete_function(FunctionName=names[0])
     got, _ = _all_pages(lam, 2)
     assert sorted(got) == names[1:]
+
+
+def test_code_location_serves_the_package(server):
+    name = unique_name("codeloc")
+    code = python_zip()
+    create_function(server.lam, name, code)
+    got = server.lam.get_function(FunctionName=name)
+    assert got["Code"]["RepositoryType"] == "S3"
+    with urllib.request.urlopen(got["Code"]["Location"], timeout=30) as r:
+        assert r.read() == code
+
+
+def test_environment_validation(server):
+    lam = server.lam
+    name = unique_name("envval")
+    create_function(lam, name, python_zip(), Environment={"Variables": {"USER_OK": "1"}})
+    for bad in ({"AWS_REGION": "eu-west-1"}, {"AWS_ACCESS_KEY_ID": "x"}, {"USER_BIG": "x" * 5000}):
+        with pytest.raises(lam.exceptions.InvalidParameterValueException):
+            lam.update_function_configuration(FunctionName=name, Environment={"Variables": bad})
+    with pytest.raises(ClientError) as e:
+        lam.update_function_configuration(FunctionName=name, Environment={"Variables": {"1bad": "x"}})
+    assert error_code(e.value) in ("ValidationException", "InvalidParameterValueException")
+    assert lam.get_function_configuration(FunctionName=name)["Environment"]["Variables"] == {"USER_OK": "1"}
+    with pytest.raises(lam.exceptions.InvalidParameterValueException):
+        create_function(lam, unique_name("envval"), python_zip(),
+                        Environment={"Variables": {"AWS_LAMBDA_RUNTIME_API": "evil:1"}})

@@ -1,6 +1,6 @@
 """Functions (configuration + code) survive `kill -9` of the server and a restart."""
-from nimbus_e2e import (create_function, invoke, node_zip, ok, python_zip, rust_echo_zip,
-                        sha256_b64, unique_name, wait_updated)
+from nimbus_e2e import (create_function, invoke, node_zip, ok, proc_gone, python_zip,
+                        rust_echo_zip, sha256_b64, unique_name, wait_until, wait_updated)
 
 
 def test_functions_survive_kill_9(nimbus):
@@ -15,9 +15,11 @@ def test_functions_survive_kill_9(nimbus):
     lam.update_function_configuration(FunctionName=py, Timeout=11)
     before = wait_updated(lam, py)
     lam.delete_function(FunctionName=gone)
-    ok(invoke(lam, rs, {"warm": 1}))          # leave a live (paused) environment behind
+    env_pid = ok(invoke(lam, rs, {"warm": 1}))["pid"]   # leave a live (paused) environment behind
 
     s.kill9()
+    # Environments do not outlive a crashed server (no orphaned, stopped processes).
+    wait_until(lambda: proc_gone(env_pid), 5, what=f"orphaned env {env_pid} gone")
     s.restart()
     lam = s.lam
 

@@ -80,6 +80,7 @@ def test_account_concurrency_limit(nimbus):
         lam.invoke(FunctionName=name, Payload=b'{"third": true}')
     assert error_code(e.value) == "TooManyRequestsException"
     assert http_status(e.value) == 429
+    assert e.value.response.get("Reason") == "ConcurrentInvocationLimitExceeded", e.value.response
     for t in threads:
         t.join(timeout=30)
     assert len(results) == 2

@@ -3,6 +3,8 @@ per execution environment, read back through the CloudWatch Logs API (boto3 and 
 import datetime
 import re
 
+import pytest
+
 from nimbus_e2e import (STREAM_RE, create_function, invoke, node_zip, ok, python_zip, report_re,
                         unique_name, wait_until)
 
@@ -54,6 +56,8 @@ def test_python_logs_via_cloudwatch_api(server):
     # Init Duration only on the cold start's REPORT.
     reports = [m for m in msgs if m.startswith("REPORT")]
     assert len(reports) == 2, reports
+    used = [int(re.search(r"Max Memory Used: (\d+) MB", r).group(1)) for r in reports]
+    assert all(0 < u <= 128 for u in used), reports      # a real measurement of the process
     assert "Init Duration" in reports[0] and "Init Duration" not in reports[1], reports
     # Order: START, the function's output, END, REPORT.
     idx = lambda needle: next(i for i, m in enumerate(msgs) if needle in m)  # noqa: E731
@@ -113,6 +117,5 @@ def test_logs_with_the_aws_cli(server):
 
 
 def test_missing_log_group(server):
-    import pytest
     with pytest.raises(server.logs.exceptions.ResourceNotFoundException):
         server.logs.describe_log_streams(logGroupName=f"/aws/lambda/{unique_name('nolog')}")

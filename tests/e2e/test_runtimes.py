@@ -133,7 +133,7 @@ def test_provided_rust_lambda_runtime(server, runtime):
 def test_python_through_awslambdaric(server):
     """The pip-installed `awslambdaric` runs unchanged as a provided.al2023 bootstrap."""
     try:
-        import awslambdaric  # noqa: F401
+        import awslambdaric  # noqa: F401  (installed by scripts/test.sh)
     except ImportError:
         pytest.fail("awslambdaric is not installed in the test venv (scripts/test.sh installs it)")
     lam = server.lam

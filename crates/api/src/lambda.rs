@@ -45,6 +45,13 @@ pub fn routes() -> Router<AppState> {
         .route("/_nimbus/code/{digest}", get(download_code))
 }
 
+/// Any path or method no service claims: AWS's error shape rather than an empty 404/405,
+/// so SDKs report a real error code.
+pub async fn unknown_route(method: axum::http::Method, uri: axum::http::Uri) -> Response {
+    ApiError::new(404, "UnknownOperationException", format!("No operation matches {method} {}", uri.path()))
+        .render(Protocol::RestJson)
+}
+
 /// Lambda answers unparseable bodies with `InvalidRequestContentException`.
 fn parse_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     serde_json::from_slice(body).map_err(|e| {
@@ -61,16 +68,18 @@ fn required<T>(v: Option<T>, field: &str) -> Result<T, ApiError> {
 }
 
 fn decode_zip(b64: &str) -> Result<Vec<u8>, ApiError> {
-    let zip = base64::engine::general_purpose::STANDARD
-        .decode(b64)
-        .map_err(|_| ApiError::new(400, "InvalidRequestContentException", "Could not parse request body into json: ZipFile is not valid base64"))?;
-    if zip.len() > nimbus_model::limits::ZIP_UPLOAD_BYTES {
+    // AWS bounds the request (the zip as base64 JSON), not the decoded zip.
+    const REQUEST_LIMIT: usize = 69_905_067;
+    if b64.len() > REQUEST_LIMIT {
         return Err(ApiError::new(
             413,
             "RequestEntityTooLargeException",
-            format!("Request must be smaller than {} bytes for the CreateFunction operation", nimbus_model::limits::ZIP_UPLOAD_BYTES),
+            format!("Request must be smaller than {REQUEST_LIMIT} bytes for the CreateFunction operation"),
         ));
     }
+    let zip = base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .map_err(|_| ApiError::new(400, "InvalidRequestContentException", "Could not parse request body into json: ZipFile is not valid base64"))?;
     Ok(zip)
 }
 

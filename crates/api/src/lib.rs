@@ -41,6 +41,8 @@ pub fn router(state: AppState) -> Router {
         .route("/_nimbus/health", axum::routing::get(health))
         .merge(lambda::routes())
         .route("/", axum::routing::post(json_rpc::dispatch))
+        .fallback(lambda::unknown_route)
+        .method_not_allowed_fallback(lambda::unknown_route)
         .layer(axum::Extension(dispatcher))
         .layer(axum::middleware::from_fn_with_state(state.clone(), auth::authenticate))
         // Bodies are bounded per operation inside the handlers (6 MB invoke, 50 MB zip

@@ -339,11 +339,10 @@ impl FunctionsEngine {
         validate_ephemeral_storage(ephemeral)?;
         let environment = req.environment.unwrap_or_default();
         check_environment(&environment)?;
-        if let Some(d) = &req.description {
-            if d.len() > 256 {
+        if let Some(d) = &req.description
+            && d.len() > 256 {
                 return Err(Error::InvalidParameter("Description must be at most 256 characters.".into()));
             }
-        }
         let architectures = req.architectures.unwrap_or_else(|| vec!["x86_64".into()]);
         if architectures.len() != 1 || !["x86_64", "arm64"].contains(&architectures[0].as_str()) {
             return Err(Error::InvalidParameter("Architectures must be exactly one of x86_64, arm64.".into()));
@@ -391,13 +390,12 @@ impl FunctionsEngine {
     ) -> Result<Arc<FunctionConfig>, Error> {
         let _w = self.writes.lock();
         let entry = self.entry(scope, function, None)?;
-        if let Some(rev) = revision_id {
-            if rev != entry.config.revision_id {
+        if let Some(rev) = revision_id
+            && rev != entry.config.revision_id {
                 return Err(Error::PreconditionFailed(
                     "The Revision Id provided does not match the latest Revision Id. Call the GetFunction/GetAlias API to retrieve the latest Revision Id".into(),
                 ));
             }
-        }
         let mut config = (*entry.config).clone();
         change(&mut config)?;
         config.last_modified = nimbus_model::lambda_timestamp(chrono::Utc::now());
@@ -460,11 +458,10 @@ impl FunctionsEngine {
     pub fn delete_function(&self, scope: &Scope, function: &str, qualifier: Option<&str>) -> Result<(), Error> {
         let _w = self.writes.lock();
         let (r, k) = self.resolve(scope, function)?;
-        if let Some(q) = qualifier.or(r.qualifier.as_deref()) {
-            if q != "$LATEST" {
+        if let Some(q) = qualifier.or(r.qualifier.as_deref())
+            && q != "$LATEST" {
                 self.entry(scope, function, Some(q))?;
             }
-        }
         let entry = self.entry(scope, function, None)?;
         self.store.delete(COLLECTION, &k)?;
         self.functions.write().remove(&k);
@@ -658,12 +655,16 @@ impl FunctionsEngine {
         env: Option<Arc<Environment>>,
         tail: bool,
     ) -> InvokeResult {
+        let error_type = serde_json::from_slice::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|v| v.get("errorType").and_then(|t| t.as_str()).map(str::to_string))
+            .unwrap_or_else(|| "Runtime.Unknown".into());
         let mut text = String::new();
         if let Some(env) = env {
             let lines = [
                 format!("START RequestId: {request_id} Version: {}", config.version),
                 format!("END RequestId: {request_id}"),
-                report_line(request_id, Duration::ZERO, config.memory_mb, 0, Some(init), "\tStatus: error"),
+                report_line(request_id, Duration::ZERO, config.memory_mb, 0, Some(init), &format!("\tStatus: error\tError Type: {error_type}")),
             ];
             for l in lines {
                 env.log(&l);

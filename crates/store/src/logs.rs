@@ -62,9 +62,12 @@ pub struct LogStore {
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS log_groups (
     scope TEXT NOT NULL, name TEXT NOT NULL, created_ms INTEGER NOT NULL,
-    retention_days INTEGER, PRIMARY KEY (scope, name)) WITHOUT ROWID;
+    retention_days INTEGER, stored_bytes INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (scope, name)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS log_streams (
     scope TEXT NOT NULL, grp TEXT NOT NULL, name TEXT NOT NULL, created_ms INTEGER NOT NULL,
+    first_ts INTEGER, last_ts INTEGER, last_ingestion_ms INTEGER,
+    stored_bytes INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (scope, grp, name)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS log_events (
     id INTEGER PRIMARY KEY AUTOINCREMENT, scope TEXT NOT NULL, grp TEXT NOT NULL,
@@ -118,9 +121,8 @@ impl LogStore {
         self.flush()?;
         let conn = self.reader.lock();
         let mut stmt = conn.prepare_cached(
-            "SELECT g.name, g.created_ms, g.retention_days,
-                    (SELECT COALESCE(SUM(LENGTH(message)), 0) FROM log_events e WHERE e.scope = g.scope AND e.grp = g.name)
-             FROM log_groups g WHERE g.scope = ?1 AND substr(g.name, 1, length(?2)) = ?2 ORDER BY g.name",
+            "SELECT name, created_ms, retention_days, stored_bytes
+             FROM log_groups WHERE scope = ?1 AND substr(name, 1, length(?2)) = ?2 ORDER BY name",
         )?;
         let rows = stmt.query_map(params![scope, prefix], |r| {
             Ok(LogGroupInfo { name: r.get(0)?, created_ms: r.get(1)?, retention_days: r.get(2)?, stored_bytes: r.get(3)? })
@@ -141,9 +143,8 @@ impl LogStore {
             return Ok(None);
         }
         let mut stmt = conn.prepare_cached(
-            "SELECT s.name, s.created_ms, MIN(e.ts), MAX(e.ts), MAX(e.ingestion_ms), COALESCE(SUM(LENGTH(e.message)), 0)
-             FROM log_streams s LEFT JOIN log_events e ON e.scope = s.scope AND e.grp = s.grp AND e.stream = s.name
-             WHERE s.scope = ?1 AND s.grp = ?2 GROUP BY s.name, s.created_ms ORDER BY s.name",
+            "SELECT name, created_ms, first_ts, last_ts, last_ingestion_ms, stored_bytes
+             FROM log_streams WHERE scope = ?1 AND grp = ?2 ORDER BY name",
         )?;
         let rows = stmt.query_map(params![scope, group], |r| {
             Ok(LogStreamInfo {
@@ -235,6 +236,9 @@ fn write_batch(
 ) -> Result<(), rusqlite::Error> {
     let tx = conn.transaction()?;
     let ingestion = now_ms();
+    // Per-stream (first ts, last ts, bytes) of this batch, applied once per stream, so
+    // listings never scan events.
+    let mut stats: std::collections::HashMap<(String, String, String), (i64, i64, i64)> = Default::default();
     for cmd in batch {
         match cmd {
             Command::Append(ev) => {
@@ -248,12 +252,16 @@ fn write_batch(
                         "INSERT OR IGNORE INTO log_streams (scope, grp, name, created_ms) VALUES (?1, ?2, ?3, ?4)",
                         params![ev.scope, ev.group, ev.stream, ingestion],
                     )?;
-                    known.insert(key);
+                    known.insert(key.clone());
                 }
                 tx.prepare_cached(
                     "INSERT INTO log_events (scope, grp, stream, ts, ingestion_ms, message) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                 )?
                 .execute(params![ev.scope, ev.group, ev.stream, ev.timestamp_ms, ingestion, ev.message])?;
+                let st = stats.entry(key).or_insert((i64::MAX, i64::MIN, 0));
+                st.0 = st.0.min(ev.timestamp_ms);
+                st.1 = st.1.max(ev.timestamp_ms);
+                st.2 += ev.message.len() as i64;
             }
             Command::CreateGroup { scope, group, created_ms, ack } => {
                 let n = tx.execute(
@@ -264,6 +272,15 @@ fn write_batch(
             }
             Command::Flush(ack) => acks.push(ack),
         }
+    }
+    for ((scope, group, stream), (first, last, bytes)) in stats {
+        tx.prepare_cached(
+            "UPDATE log_streams SET first_ts = MIN(COALESCE(first_ts, ?4), ?4), last_ts = MAX(COALESCE(last_ts, ?5), ?5),
+             last_ingestion_ms = ?6, stored_bytes = stored_bytes + ?7 WHERE scope = ?1 AND grp = ?2 AND name = ?3",
+        )?
+        .execute(params![scope, group, stream, first, last, ingestion, bytes])?;
+        tx.prepare_cached("UPDATE log_groups SET stored_bytes = stored_bytes + ?3 WHERE scope = ?1 AND name = ?2")?
+            .execute(params![scope, group, bytes])?;
     }
     tx.commit()
 }
