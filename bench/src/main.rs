@@ -25,6 +25,7 @@ use serde_json::{Value, json};
 use server::{Server, TempDir};
 use stats::Report;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 #[derive(Parser)]
 #[command(name = "nimbus-bench", about = "Benchmarks a release build of the nimbus server")]
@@ -136,6 +137,8 @@ async fn shared_server(
     let provided = &packages[0];
     let dir = TempDir::new("main")?;
     let (server, _) = Server::start(nimbus, &dir.0.join("data"), server_log).await?;
+    // Start from a quiet machine: let the server's background startup work finish.
+    server.wait_childless(Duration::from_secs(5)).await;
     let addr = server.addr;
     eprintln!("bench: server for scenarios 2-4 at http://{addr} (log: {})", server_log.display());
 
@@ -182,7 +185,7 @@ fn meta(args: &Args, nimbus: &Path) -> Value {
 
 /// Counts WARN/ERROR lines in the server's stderr and keeps the first few.
 fn log_summary(path: &Path) -> Value {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let text = server::strip_ansi(&std::fs::read_to_string(path).unwrap_or_default());
     let pick = |level: &str| -> (usize, Vec<String>) {
         let hits: Vec<_> = text.lines().filter(|l| l.contains(level)).collect();
         (hits.len(), hits.iter().take(5).map(|l| l.to_string()).collect())

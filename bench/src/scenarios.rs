@@ -43,7 +43,7 @@ impl Sizes {
 
 /// 1. Spawn the server on fresh data dirs and time it until it is ready.
 pub async fn start_to_ready(r: &mut Report, bin: &Path, n: usize) -> anyhow::Result<Value> {
-    let (mut ready, mut health, mut own) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut ready, mut health, mut own, mut settle) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for i in 0..n {
         let dir = TempDir::new("start")?;
         let (server, t) = Server::start(bin, &dir.0.join("data"), &dir.0.join("server.log"))
@@ -52,6 +52,9 @@ pub async fn start_to_ready(r: &mut Report, bin: &Path, n: usize) -> anyhow::Res
         ready.push(t.ready_line);
         health.push(t.health_200);
         own.push(server.self_reported_ms);
+        // Let background startup work (interpreter probes) finish, so it doesn't steal CPU
+        // from the next start or outlive the server.
+        settle.push(server.wait_childless(Duration::from_secs(5)).await.map(|d| (as_ms(d) * 10.0).round() / 10.0));
         server.stop().await?;
     }
     let health_each: Vec<f64> = health.iter().map(|d| (as_ms(*d) * 10.0).round() / 10.0).collect();
@@ -66,6 +69,8 @@ pub async fn start_to_ready(r: &mut Report, bin: &Path, n: usize) -> anyhow::Res
         "to_ready_line": { "p50": fig(ready.pct(50.0), "ms"), "max": fig(ready.max(), "ms") },
         "server_self_reported": { "p50": fig(own.pct(50.0), "ms"), "max": fig(own.max(), "ms") },
         "health_200_each_ms": health_each,
+        "background_settle_each_ms": settle,
+        "background_settle_note": "after each start, time (from the first 200) until the server had no child processes left (its background interpreter probes); the harness waits for that before stopping the server, null = still busy after 5 s",
     }))
 }
 
@@ -197,6 +202,18 @@ pub async fn warm_invokes(r: &mut Report, server: &Server, rust_echo: &Package, 
         }
     }
     let seq = Samples::from_durations(&lat, as_us);
+    let seq_cpu = cpu.per_request(cpu_start.flatten(), seq.len());
+
+    // For scale: the same connection's round trip to a handler that does nothing.
+    let health = Template::new(Method::GET, "/_nimbus/health");
+    let mut floor = Vec::with_capacity(s.warm_sequential);
+    for _ in 0..s.warm_sequential {
+        let t0 = Instant::now();
+        conn.send(&health).await?.ok()?;
+        floor.push(t0.elapsed());
+    }
+    let floor = Samples::from_durations(&floor, as_us);
+
     let sequential = json!({
         "what": format!("1 client, {} sequential invokes on one keep-alive connection after {} warm-up invokes", s.warm_sequential, s.warm_warmup),
         "requests": seq.len(),
@@ -206,7 +223,12 @@ pub async fn warm_invokes(r: &mut Report, server: &Server, rust_echo: &Package, 
         "p99": fig(seq.pct(99.0), "us"),
         "max": fig(seq.max(), "us"),
         "mean": fig(seq.mean(), "us"),
-        "cpu_per_invoke": cpu.per_request(cpu_start.flatten(), seq.len()),
+        "cpu_per_invoke": seq_cpu,
+        "http_floor": {
+            "what": "GET /_nimbus/health on the same connection, same count: the HTTP round trip without an invoke",
+            "p50": fig(floor.pct(50.0), "us"),
+            "p99": fig(floor.pct(99.0), "us"),
+        },
     });
 
     // Concurrent: warm up (lets the server scale out environments), then measure.

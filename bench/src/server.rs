@@ -62,11 +62,24 @@ impl Server {
     /// Starts `nimbus server --listen 127.0.0.1:0 --data-dir DATA --sandbox process`,
     /// waits for the ready line and one 200 from /_nimbus/health. Server stderr goes to `log`.
     pub async fn start(bin: &Path, data_dir: &Path, log: &Path) -> anyhow::Result<(Server, StartTimings)> {
+        Self::try_start(bin, data_dir, log).await.map_err(|e| {
+            // The server's last words usually say why.
+            let text = strip_ansi(&std::fs::read_to_string(log).unwrap_or_default());
+            let tail: Vec<&str> = text.lines().rev().take(5).collect();
+            match tail.is_empty() {
+                true => e,
+                false => e.context(format!("server stderr ends with: {}", tail.into_iter().rev().collect::<Vec<_>>().join(" | "))),
+            }
+        })
+    }
+
+    async fn try_start(bin: &Path, data_dir: &Path, log: &Path) -> anyhow::Result<(Server, StartTimings)> {
         let log = std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
         let t0 = Instant::now();
         let mut child = Command::new(bin)
             .args(["server", "--listen", "127.0.0.1:0", "--sandbox", "process", "--data-dir"])
             .arg(data_dir)
+            .env("NO_COLOR", "1")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(log)
@@ -120,6 +133,21 @@ impl Server {
     pub fn pid(&self) -> Option<u32> {
         self.child.id()
     }
+
+    /// Waits (up to `limit`) until the server has no child processes, e.g. the interpreter
+    /// probes it runs in the background after startup. Returns how long that took, or
+    /// `None` on timeout or where /proc is unavailable.
+    pub async fn wait_childless(&self, limit: Duration) -> Option<Duration> {
+        let pid = self.pid()?;
+        let t0 = Instant::now();
+        while t0.elapsed() < limit {
+            if CpuTimes::children_of(pid)? == 0 {
+                return Some(t0.elapsed());
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        None
+    }
 }
 
 /// CPU time (user + system) of a process and of its live direct children, read from
@@ -145,6 +173,18 @@ impl CpuTimes {
         Some(CpuTimes { process: process?, children })
     }
 
+    /// How many live processes have `pid` as their parent.
+    fn children_of(pid: u32) -> Option<usize> {
+        let mut n = 0;
+        for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+            let Some(Ok(p)) = entry.file_name().to_str().map(str::parse::<u32>) else { continue };
+            if proc_stat(p).is_some_and(|(ppid, _)| ppid == pid) {
+                n += 1;
+            }
+        }
+        Some(n)
+    }
+
     /// CPU used between `earlier` and `self`.
     pub fn since(&self, earlier: &CpuTimes) -> CpuTimes {
         CpuTimes {
@@ -162,6 +202,25 @@ fn proc_stat(pid: u32) -> Option<(u32, Duration)> {
     let ppid = fields.get(1)?.parse().ok()?;
     let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
     Some((ppid, Duration::from_millis(ticks * 10)))
+}
+
+/// Removes terminal colour sequences (`ESC [ … letter`) from the server's log output.
+pub fn strip_ansi(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        if c == '\x1b' {
+            // Skip `[`, parameters, and the final letter.
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// `nimbus listening on http://127.0.0.1:PORT (sandbox: process) ready in X ms`
@@ -206,5 +265,10 @@ mod tests {
             super::parse_ready_line("nimbus listening on http://127.0.0.1:4566 (sandbox: process) ready in 3.2 ms").unwrap();
         assert_eq!(addr.port(), 4566);
         assert_eq!(ms, 3.2);
+    }
+
+    #[test]
+    fn ansi() {
+        assert_eq!(super::strip_ansi("\x1b[2mts\x1b[0m \x1b[33m WARN\x1b[0m x"), "ts  WARN x");
     }
 }

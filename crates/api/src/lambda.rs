@@ -8,13 +8,12 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::{Extension, Json};
+use axum::Extension;
 use base64::Engine as _;
 use nimbus_functions::{CreateFunction, InvocationType, InvokeRequest, UpdateCode, UpdateConfiguration};
 use nimbus_model::FunctionConfig;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde::de::DeserializeOwned;
-use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashMap};
 
 /// A Lambda API error response.
@@ -87,43 +86,124 @@ fn s3_unsupported() -> ApiError {
     ApiError::invalid_parameter("Nimbus has no S3: upload the deployment package as ZipFile.")
 }
 
-/// `FunctionConfiguration` exactly as Lambda returns it.
-fn configuration(c: &FunctionConfig) -> Value {
-    let mut v = json!({
-        "FunctionName": c.name,
-        "FunctionArn": c.arn(),
-        "Role": c.role,
-        "CodeSize": c.code_size,
-        "Description": c.description,
-        "Timeout": c.timeout_secs,
-        "MemorySize": c.memory_mb,
-        "LastModified": c.last_modified,
-        "CodeSha256": c.code_sha256,
-        "Version": c.version,
-        "TracingConfig": {"Mode": "PassThrough"},
-        "RevisionId": c.revision_id,
-        "State": "Active",
-        "LastUpdateStatus": "Successful",
-        "PackageType": match c.package_type { nimbus_model::PackageType::Zip => "Zip", nimbus_model::PackageType::Image => "Image" },
-        "Architectures": c.architectures,
-        "EphemeralStorage": {"Size": c.ephemeral_storage_mb},
-        "SnapStart": {"ApplyOn": "None", "OptimizationStatus": "Off"},
-        "LoggingConfig": {"LogFormat": "Text", "LogGroup": c.log_group()},
-    });
-    if let Some(r) = &c.runtime {
-        v["Runtime"] = json!(r.as_str());
-    }
-    if let Some(h) = &c.handler {
-        v["Handler"] = json!(h);
-    }
-    if !c.environment.is_empty() {
-        v["Environment"] = json!({"Variables": c.environment});
-    }
-    v
+/// `FunctionConfiguration` exactly as Lambda returns it. A borrowed, derived shape: the
+/// control-plane reads serialise straight from the engine's config without building a
+/// `serde_json::Value` (most of a GetFunction's cost otherwise).
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct ConfigurationOut<'a> {
+    function_name: &'a str,
+    function_arn: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    runtime: Option<&'a str>,
+    role: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    handler: Option<&'a str>,
+    code_size: u64,
+    description: &'a str,
+    timeout: u32,
+    memory_size: u32,
+    last_modified: &'a str,
+    code_sha256: &'a str,
+    version: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    environment: Option<EnvironmentOut<'a>>,
+    tracing_config: ModeOut,
+    revision_id: &'a str,
+    state: &'static str,
+    last_update_status: &'static str,
+    package_type: &'static str,
+    architectures: &'a [String],
+    ephemeral_storage: SizeOut,
+    snap_start: SnapStartOut,
+    logging_config: LoggingOut,
 }
 
-fn json_response(status: StatusCode, v: Value) -> Response {
-    (status, Json(v)).into_response()
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct EnvironmentOut<'a> {
+    variables: &'a BTreeMap<String, String>,
+}
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct ModeOut {
+    mode: &'static str,
+}
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct SizeOut {
+    size: u32,
+}
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct SnapStartOut {
+    apply_on: &'static str,
+    optimization_status: &'static str,
+}
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct LoggingOut {
+    log_format: &'static str,
+    log_group: String,
+}
+
+fn configuration(c: &FunctionConfig) -> ConfigurationOut<'_> {
+    ConfigurationOut {
+        function_name: &c.name,
+        function_arn: c.arn(),
+        runtime: c.runtime.as_ref().map(|r| r.as_str()),
+        role: &c.role,
+        handler: c.handler.as_deref(),
+        code_size: c.code_size,
+        description: &c.description,
+        timeout: c.timeout_secs,
+        memory_size: c.memory_mb,
+        last_modified: &c.last_modified,
+        code_sha256: &c.code_sha256,
+        version: &c.version,
+        environment: (!c.environment.is_empty()).then_some(EnvironmentOut { variables: &c.environment }),
+        tracing_config: ModeOut { mode: "PassThrough" },
+        revision_id: &c.revision_id,
+        state: "Active",
+        last_update_status: "Successful",
+        package_type: match c.package_type {
+            nimbus_model::PackageType::Zip => "Zip",
+            nimbus_model::PackageType::Image => "Image",
+        },
+        architectures: &c.architectures,
+        ephemeral_storage: SizeOut { size: c.ephemeral_storage_mb },
+        snap_start: SnapStartOut { apply_on: "None", optimization_status: "Off" },
+        logging_config: LoggingOut { log_format: "Text", log_group: c.log_group() },
+    }
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct GetFunctionOut<'a> {
+    configuration: ConfigurationOut<'a>,
+    code: CodeLocationOut,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tags: Option<&'a BTreeMap<String, String>>,
+}
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct CodeLocationOut {
+    repository_type: &'static str,
+    location: String,
+}
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct ListFunctionsOut<'a> {
+    functions: Vec<ConfigurationOut<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next_marker: Option<String>,
+}
+
+fn json_response(status: StatusCode, v: impl Serialize) -> Response {
+    match serde_json::to_vec(&v) {
+        Ok(body) => (status, [("content-type", "application/json")], body).into_response(),
+        Err(e) => ApiError::new(500, "ServiceException", e.to_string()).render(Protocol::RestJson),
+    }
 }
 
 #[derive(Deserialize, Default)]
@@ -212,17 +292,17 @@ async fn get_function(
     Query(q): Query<QualifierQuery>,
 ) -> LambdaResult {
     let c = s.functions.get_function(&ctx.scope, &name, q.qualifier.as_deref())?;
-    let mut v = json!({
-        "Configuration": configuration(&c),
-        "Code": {
-            "RepositoryType": "S3",
-            "Location": format!("{}/_nimbus/code/{}", s.endpoint_url, c.code_digest),
+    Ok(json_response(
+        StatusCode::OK,
+        GetFunctionOut {
+            configuration: configuration(&c),
+            code: CodeLocationOut {
+                repository_type: "S3",
+                location: format!("{}/_nimbus/code/{}", s.endpoint_url, c.code_digest),
+            },
+            tags: (!c.tags.is_empty()).then_some(&c.tags),
         },
-    });
-    if !c.tags.is_empty() {
-        v["Tags"] = json!(c.tags);
-    }
-    Ok(json_response(StatusCode::OK, v))
+    ))
 }
 
 async fn get_configuration(
@@ -264,11 +344,10 @@ async fn list_functions(State(s): State<AppState>, Extension(ctx): Extension<Req
         },
     };
     let page = s.functions.list_functions(&ctx.scope, q.marker.as_deref(), max_items)?;
-    let mut v = json!({"Functions": page.functions.iter().map(|c| configuration(c)).collect::<Vec<_>>()});
-    if let Some(m) = page.next_marker {
-        v["NextMarker"] = json!(m);
-    }
-    Ok(json_response(StatusCode::OK, v))
+    Ok(json_response(
+        StatusCode::OK,
+        ListFunctionsOut { functions: page.functions.iter().map(|c| configuration(c)).collect(), next_marker: page.next_marker },
+    ))
 }
 
 #[derive(Deserialize)]

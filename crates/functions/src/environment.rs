@@ -157,15 +157,15 @@ pub(crate) struct StartParams<'a> {
 pub(crate) struct Environment {
     #[allow(dead_code)]
     pub id: String,
-    pub log_stream: String,
     pub shared: Arc<EnvShared>,
     pub pipe: Arc<LogPipe>,
     server: tokio::task::JoinHandle<()>,
     work_dir: PathBuf,
     pub last_used: Mutex<Instant>,
     logs: Arc<LogStore>,
-    log_scope: String,
-    log_group: String,
+    log_scope: Arc<str>,
+    log_group: Arc<str>,
+    log_stream_name: Arc<str>,
 }
 
 pub(crate) enum StartError {
@@ -185,8 +185,9 @@ impl Environment {
         let cfg = p.config;
         let id = uuid::Uuid::new_v4().simple().to_string();
         let log_stream = format!("{}/[{}]{}", chrono::Utc::now().format("%Y/%m/%d"), cfg.version, id);
-        let log_scope = format!("{}:{}", cfg.account, cfg.region);
-        let log_group = cfg.log_group();
+        let log_scope: Arc<str> = format!("{}:{}", cfg.account, cfg.region).into();
+        let log_group: Arc<str> = cfg.log_group().into();
+        let log_stream_name: Arc<str> = log_stream.as_str().into();
 
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.map_err(|e| internal(&e))?;
         let addr = listener.local_addr().map_err(|e| internal(&e))?;
@@ -210,7 +211,7 @@ impl Environment {
         let rx = tokio::net::unix::pipe::Receiver::from_owned_fd(reader.into()).map_err(|e| internal(&e))?;
         let sink = {
             let (logs, scope, group, stream, shared) =
-                (p.logs.clone(), log_scope.clone(), log_group.clone(), log_stream.clone(), shared.clone());
+                (p.logs.clone(), log_scope.clone(), log_group.clone(), log_stream_name.clone(), shared.clone());
             Box::new(move |line: &str| {
                 if let Some(t) = shared.tail.lock().as_mut() {
                     t.push_str(line);
@@ -247,7 +248,6 @@ impl Environment {
 
         let env_obj = Arc::new(Environment {
             id,
-            log_stream,
             shared: shared.clone(),
             pipe,
             server,
@@ -256,6 +256,7 @@ impl Environment {
             logs: p.logs.clone(),
             log_scope,
             log_group,
+            log_stream_name,
         });
 
         let started = Instant::now();
@@ -352,7 +353,7 @@ impl Environment {
         self.logs.append(LogEvent {
             scope: self.log_scope.clone(),
             group: self.log_group.clone(),
-            stream: self.log_stream.clone(),
+            stream: self.log_stream_name.clone(),
             timestamp_ms: now_ms(),
             message: format!("{line}\n"),
         });

@@ -12,6 +12,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// mimalloc: the request paths allocate many small, short-lived buffers; glibc malloc
+/// was ~20% of a GetFunction's CPU.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(name = "nimbus", version, about = "AWS Lambda/ECS/Step Functions semantics on your own machines")]
 struct Cli {

@@ -60,7 +60,9 @@ impl Sandbox for ProcessSandbox {
             };
             let _ = tx.send(Some(status));
         });
-        Ok(Box::new(ProcessInstance { pid, exited: rx }))
+        // Kept open: re-reading at offset 0 regenerates it, without an open() per invoke.
+        let status = std::fs::File::open(format!("/proc/{pid}/status")).ok();
+        Ok(Box::new(ProcessInstance { pid, exited: rx, status }))
     }
 }
 
@@ -89,6 +91,7 @@ fn set_rlimits(cmd: &mut std::process::Command, limits: Limits) {
 struct ProcessInstance {
     pid: u32,
     exited: watch::Receiver<Option<ExitStatus>>,
+    status: Option<std::fs::File>,
 }
 
 impl ProcessInstance {
@@ -142,8 +145,13 @@ impl Instance for ProcessInstance {
 
     fn stats(&self) -> Stats {
         // VmHWM: the peak resident set of the runtime process.
-        let peak = std::fs::read_to_string(format!("/proc/{}/status", self.pid))
-            .ok()
+        use std::os::unix::fs::FileExt;
+        let mut buf = [0u8; 4096];
+        let peak = self
+            .status
+            .as_ref()
+            .and_then(|f| f.read_at(&mut buf, 0).ok())
+            .and_then(|n| std::str::from_utf8(&buf[..n]).ok())
             .and_then(|s| {
                 s.lines()
                     .find(|l| l.starts_with("VmHWM:"))

@@ -14,9 +14,9 @@ use std::sync::mpsc;
 /// One log line. `scope` is `account:region`, so groups are per account and region as in AWS.
 #[derive(Debug, Clone)]
 pub struct LogEvent {
-    pub scope: String,
-    pub group: String,
-    pub stream: String,
+    pub scope: std::sync::Arc<str>,
+    pub group: std::sync::Arc<str>,
+    pub stream: std::sync::Arc<str>,
     pub timestamp_ms: i64,
     pub message: String,
 }
@@ -207,7 +207,7 @@ impl LogStore {
 }
 
 fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Command>) {
-    let mut known_streams: HashSet<(String, String, String)> = HashSet::new();
+    let mut known_streams: HashSet<(std::sync::Arc<str>, std::sync::Arc<str>, std::sync::Arc<str>)> = HashSet::new();
     while let Ok(first) = rx.recv() {
         // Take everything queued now into one transaction.
         let mut batch = vec![first];
@@ -231,14 +231,14 @@ fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Command>) {
 fn write_batch(
     conn: &mut Connection,
     batch: Vec<Command>,
-    known: &mut HashSet<(String, String, String)>,
+    known: &mut HashSet<(std::sync::Arc<str>, std::sync::Arc<str>, std::sync::Arc<str>)>,
     acks: &mut Vec<mpsc::Sender<()>>,
 ) -> Result<(), rusqlite::Error> {
     let tx = conn.transaction()?;
     let ingestion = now_ms();
     // Per-stream (first ts, last ts, bytes) of this batch, applied once per stream, so
     // listings never scan events.
-    let mut stats: std::collections::HashMap<(String, String, String), (i64, i64, i64)> = Default::default();
+    let mut stats: std::collections::HashMap<(std::sync::Arc<str>, std::sync::Arc<str>, std::sync::Arc<str>), (i64, i64, i64)> = Default::default();
     for cmd in batch {
         match cmd {
             Command::Append(ev) => {
@@ -246,18 +246,18 @@ fn write_batch(
                 if !known.contains(&key) {
                     tx.execute(
                         "INSERT OR IGNORE INTO log_groups (scope, name, created_ms) VALUES (?1, ?2, ?3)",
-                        params![ev.scope, ev.group, ingestion],
+                        params![&*ev.scope, &*ev.group, ingestion],
                     )?;
                     tx.execute(
                         "INSERT OR IGNORE INTO log_streams (scope, grp, name, created_ms) VALUES (?1, ?2, ?3, ?4)",
-                        params![ev.scope, ev.group, ev.stream, ingestion],
+                        params![&*ev.scope, &*ev.group, &*ev.stream, ingestion],
                     )?;
                     known.insert(key.clone());
                 }
                 tx.prepare_cached(
                     "INSERT INTO log_events (scope, grp, stream, ts, ingestion_ms, message) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                 )?
-                .execute(params![ev.scope, ev.group, ev.stream, ev.timestamp_ms, ingestion, ev.message])?;
+                .execute(params![&*ev.scope, &*ev.group, &*ev.stream, ev.timestamp_ms, ingestion, ev.message])?;
                 let st = stats.entry(key).or_insert((i64::MAX, i64::MIN, 0));
                 st.0 = st.0.min(ev.timestamp_ms);
                 st.1 = st.1.max(ev.timestamp_ms);
@@ -278,9 +278,9 @@ fn write_batch(
             "UPDATE log_streams SET first_ts = MIN(COALESCE(first_ts, ?4), ?4), last_ts = MAX(COALESCE(last_ts, ?5), ?5),
              last_ingestion_ms = ?6, stored_bytes = stored_bytes + ?7 WHERE scope = ?1 AND grp = ?2 AND name = ?3",
         )?
-        .execute(params![scope, group, stream, first, last, ingestion, bytes])?;
+        .execute(params![&*scope, &*group, &*stream, first, last, ingestion, bytes])?;
         tx.prepare_cached("UPDATE log_groups SET stored_bytes = stored_bytes + ?3 WHERE scope = ?1 AND name = ?2")?
-            .execute(params![scope, group, bytes])?;
+            .execute(params![&*scope, &*group, bytes])?;
     }
     tx.commit()
 }
