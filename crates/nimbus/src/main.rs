@@ -64,7 +64,8 @@ struct ServerArgs {
     #[arg(long, env = "NIMBUS_ENV_IDLE_TIMEOUT", default_value_t = 300.0)]
     env_idle_timeout: f64,
     /// Keep idle environments running instead of freezing them between invokes.
-    #[arg(long, env = "NIMBUS_NO_FREEZE")]
+    #[arg(long, env = "NIMBUS_NO_FREEZE", num_args = 0..=1, default_value_t = false,
+          default_missing_value = "true", value_parser = clap::builder::BoolishValueParser::new())]
     no_freeze: bool,
     /// Sandbox backend; `auto` picks the best one this host supports.
     #[arg(long, env = "NIMBUS_SANDBOX", value_enum, default_value = "auto")]
@@ -98,9 +99,10 @@ fn interpreter(name: &str, env_override: &str, probe: &'static [&'static str]) -
 }
 
 fn resolve_script(found: PathBuf, probe: &[&str]) -> PathBuf {
-    std::process::Command::new(&found)
-        .args(probe)
-        .output()
+    let mut cmd = std::process::Command::new(&found);
+    cmd.args(probe);
+    nimbus_sandbox::die_with_parent(&mut cmd);
+    cmd.output()
         .ok()
         .filter(|o| o.status.success())
         .and_then(|o| String::from_utf8(o.stdout).ok())
@@ -215,6 +217,7 @@ fn main() -> anyhow::Result<()> {
             tracing_subscriber::EnvFilter::try_from_env("NIMBUS_LOG").unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let cli = Cli::parse();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;

@@ -6,7 +6,7 @@
 
 mod process;
 
-pub use process::ProcessSandbox;
+pub use process::{ProcessSandbox, die_with_parent};
 
 use std::os::fd::OwnedFd;
 use std::path::PathBuf;

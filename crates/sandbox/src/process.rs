@@ -199,11 +199,32 @@ mod tests {
         let i = sb.start(spec("sleep 30 & wait")).unwrap();
         tokio::time::sleep(Duration::from_millis(50)).await;
         i.pause().unwrap();
-        let state = std::fs::read_to_string(format!("/proc/{}/stat", i.id())).unwrap();
+        // Signal delivery is asynchronous: give the kernel a moment under load.
+        let mut state = String::new();
+        for _ in 0..100 {
+            state = std::fs::read_to_string(format!("/proc/{}/stat", i.id())).unwrap();
+            if state.contains(") T ") {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
         assert!(state.contains(") T "), "{state}");
         i.resume().unwrap();
         i.destroy();
         assert_eq!(i.wait().await, ExitStatus::Signal(9));
         assert_eq!(ExitStatus::Signal(9).to_string(), "signal: killed");
+    }
+}
+
+/// Makes a helper command (not a sandbox) die with the thread that spawns it, so probes
+/// the server starts never outlive it.
+#[allow(unsafe_code)]
+pub fn die_with_parent(cmd: &mut std::process::Command) {
+    // SAFETY: runs in the forked child before exec; prctl(2) is async-signal-safe and
+    // the closure allocates nothing.
+    unsafe {
+        cmd.pre_exec(|| {
+            nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL).map_err(std::io::Error::from)
+        });
     }
 }

@@ -225,6 +225,10 @@ fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Command>) {
         for ack in acks {
             let _ = ack.send(());
         }
+        // Let the next batch accumulate: while this thread sleeps, appends are plain queue
+        // pushes with no wake-up, so a busy server pays one wake per batch, not per line.
+        // (A reader's flush waits at most this long.)
+        std::thread::sleep(std::time::Duration::from_millis(2));
     }
 }
 
