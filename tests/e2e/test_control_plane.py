@@ -248,3 +248,14 @@ def test_environment_validation(server):
     with pytest.raises(lam.exceptions.InvalidParameterValueException):
         create_function(lam, unique_name("envval"), python_zip(),
                         Environment={"Variables": {"AWS_LAMBDA_RUNTIME_API": "evil:1"}})
+
+
+def test_get_account_settings_reports_limits_and_usage(nimbus):
+    s = nimbus("--max-concurrency", "7")
+    code = python_zip()
+    create_function(s.lam, unique_name("acct"), code)
+    out = s.aws_json("lambda", "get-account-settings")
+    assert out["AccountLimit"]["ConcurrentExecutions"] == 7
+    assert out["AccountLimit"]["CodeSizeUnzipped"] == 262144000
+    assert out["AccountUsage"]["FunctionCount"] == 1
+    assert out["AccountUsage"]["TotalCodeSize"] == len(code)

@@ -42,6 +42,25 @@ pub fn routes() -> Router<AppState> {
         .route("/2015-03-31/functions/{name}/code", axum::routing::put(update_code))
         .route("/2015-03-31/functions/{name}/invocations", axum::routing::post(invoke))
         .route("/_nimbus/code/{digest}", get(download_code))
+        .route("/2016-08-19/account-settings", get(account_settings))
+        .route("/2016-08-19/account-settings/", get(account_settings))
+}
+
+async fn account_settings(State(s): State<AppState>, Extension(ctx): Extension<RequestContext>) -> LambdaResult {
+    let (functions, code_bytes, limit) = s.functions.account_usage(&ctx.scope.account);
+    Ok(json_response(
+        StatusCode::OK,
+        serde_json::json!({
+            "AccountLimit": {
+                "TotalCodeSize": 80_530_636_800u64,
+                "CodeSizeUnzipped": nimbus_model::limits::UNZIPPED_CODE_BYTES,
+                "CodeSizeZipped": 52_428_800u64,
+                "ConcurrentExecutions": limit,
+                "UnreservedConcurrentExecutions": limit,
+            },
+            "AccountUsage": {"TotalCodeSize": code_bytes, "FunctionCount": functions},
+        }),
+    ))
 }
 
 /// Any path or method no service claims: AWS's error shape rather than an empty 404/405,

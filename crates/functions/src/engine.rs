@@ -482,6 +482,14 @@ impl FunctionsEngine {
         Ok(slot)
     }
 
+    /// GetAccountSettings' figures for an account: (function count, total code bytes, limit).
+    pub fn account_usage(&self, account: &str) -> (usize, u64, usize) {
+        let functions = self.functions.read();
+        let mine = functions.values().filter(|e| e.config.account == account);
+        let (count, bytes) = mine.fold((0, 0), |(n, b), e| (n + 1, b + e.config.code_size));
+        (count, bytes, self.cfg.max_concurrency)
+    }
+
     /// Concurrent executions in flight for an account.
     pub fn concurrent_executions(&self, account: &str) -> usize {
         self.concurrency.lock().get(account).map(|c| c.load(Ordering::SeqCst)).unwrap_or(0)
