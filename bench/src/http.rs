@@ -99,7 +99,10 @@ impl Conn {
         self.open().await?;
         let sender = self.sender.as_mut().expect("opened above");
         sender.ready().await?;
-        let resp = sender.send_request(t.build(&self.host)).await.with_context(|| format!("{} {}", t.method, t.path))?;
+        let resp = sender
+            .send_request(t.build(&self.host))
+            .await
+            .with_context(|| format!("{} {}", t.method, t.path))?;
         let (parts, body) = resp.into_parts();
         let body = body.collect().await?.to_bytes();
         Ok(Response { status: parts.status, headers: parts.headers, body })

@@ -40,7 +40,11 @@ pub fn provided(rust_echo: &Path) -> anyhow::Result<Package> {
 
 pub fn python() -> anyhow::Result<Package> {
     let src = b"def handler(event, context):\n    return {}\n";
-    Ok(Package { runtime: "python3.12", handler: "lambda_function.handler", zip: zip(&[("lambda_function.py", 0o644, src)])? })
+    Ok(Package {
+        runtime: "python3.12",
+        handler: "lambda_function.handler",
+        zip: zip(&[("lambda_function.py", 0o644, src)])?,
+    })
 }
 
 pub fn node() -> anyhow::Result<Package> {

@@ -56,7 +56,11 @@ async fn main() -> anyhow::Result<()> {
     let bin_dir = server::release_dir()?;
     let (nimbus, rust_echo) = (bin_dir.join("nimbus"), bin_dir.join("rust-echo"));
     for b in [&nimbus, &rust_echo] {
-        anyhow::ensure!(b.is_file(), "{} not found; run `cargo build --release -p nimbus -p rust-echo`", b.display());
+        anyhow::ensure!(
+            b.is_file(),
+            "{} not found; run `cargo build --release -p nimbus -p rust-echo`",
+            b.display()
+        );
     }
     let results_dir = args.out.parent().context("--out has no directory")?.to_path_buf();
     std::fs::create_dir_all(&results_dir)?;
@@ -101,7 +105,10 @@ async fn run(args: &Args, nimbus: &Path, rust_echo: &Path, results_dir: &Path) -
 
     if args.wants("start") {
         eprintln!("bench: 1/4 start_to_ready ({} starts)", sizes.starts);
-        scenarios.insert("start_to_ready".into(), section(scenarios::start_to_ready(&mut r, nimbus, sizes.starts).await));
+        scenarios.insert(
+            "start_to_ready".into(),
+            section(scenarios::start_to_ready(&mut r, nimbus, sizes.starts).await),
+        );
     }
 
     // Scenarios 2–4 share one server on a fresh data dir; its stderr is kept for inspection.
@@ -144,11 +151,17 @@ async fn shared_server(
 
     if args.wants("cold") {
         eprintln!("bench: 2/4 cold_start ({} samples per runtime)", sizes.cold_samples);
-        scenarios.insert("cold_start".into(), section(scenarios::cold_starts(r, addr, &packages, sizes.cold_samples).await));
+        scenarios.insert(
+            "cold_start".into(),
+            section(scenarios::cold_starts(r, addr, &packages, sizes.cold_samples).await),
+        );
     }
     if args.wants("warm") {
         eprintln!("bench: 3/4 warm_invoke");
-        scenarios.insert("warm_invoke".into(), section(scenarios::warm_invokes(r, &server, provided, sizes).await));
+        scenarios.insert(
+            "warm_invoke".into(),
+            section(scenarios::warm_invokes(r, &server, provided, sizes).await),
+        );
     }
     if args.wants("control") {
         eprintln!("bench: 4/4 control_api");

@@ -54,11 +54,14 @@ pub async fn start_to_ready(r: &mut Report, bin: &Path, n: usize) -> anyhow::Res
         own.push(server.self_reported_ms);
         // Let background startup work (interpreter probes) finish, so it doesn't steal CPU
         // from the next start or outlive the server.
-        settle.push(server.wait_childless(Duration::from_secs(5)).await.map(|d| (as_ms(d) * 10.0).round() / 10.0));
+        settle.push(
+            server.wait_childless(Duration::from_secs(5)).await.map(|d| (as_ms(d) * 10.0).round() / 10.0),
+        );
         server.stop().await?;
     }
     let health_each: Vec<f64> = health.iter().map(|d| (as_ms(*d) * 10.0).round() / 10.0).collect();
-    let (ready, health, own) = (Samples::from_durations(&ready, as_ms), Samples::from_durations(&health, as_ms), Samples::new(own));
+    let (ready, health, own) =
+        (Samples::from_durations(&ready, as_ms), Samples::from_durations(&health, as_ms), Samples::new(own));
     Ok(json!({
         "what": "spawn `nimbus server --listen 127.0.0.1:0` on a fresh data dir; time until the ready line on stdout, and until the first 200 from GET /_nimbus/health (sent right after the ready line)",
         "samples": n,
@@ -75,7 +78,12 @@ pub async fn start_to_ready(r: &mut Report, bin: &Path, n: usize) -> anyhow::Res
 }
 
 /// 2. Cold starts: retire the warm environment (new Environment) before every invoke.
-pub async fn cold_starts(r: &mut Report, addr: SocketAddr, packages: &[Package], n: usize) -> anyhow::Result<Value> {
+pub async fn cold_starts(
+    r: &mut Report,
+    addr: SocketAddr,
+    packages: &[Package],
+    n: usize,
+) -> anyhow::Result<Value> {
     let mut out = serde_json::Map::new();
     out.insert(
         "what".into(),
@@ -85,7 +93,8 @@ pub async fn cold_starts(r: &mut Report, addr: SocketAddr, packages: &[Package],
         )),
     );
     for p in packages {
-        let section = cold_start_one(r, addr, p, n).await.unwrap_or_else(|e| json!({ "error": format!("{e:#}") }));
+        let section =
+            cold_start_one(r, addr, p, n).await.unwrap_or_else(|e| json!({ "error": format!("{e:#}") }));
         out.insert(p.runtime.to_string(), section);
     }
     Ok(Value::Object(out))
@@ -97,7 +106,8 @@ async fn cold_start_one(r: &mut Report, addr: SocketAddr, p: &Package, n: usize)
     let mut conn = Conn::new(addr);
     lambda::create(&mut conn, &name, p).await?;
     let invoke = lambda::invoke_template(&name, true);
-    let (mut client, mut init, mut not_cold, mut errors, mut first_error) = (Vec::new(), Vec::new(), 0, 0, None);
+    let (mut client, mut init, mut not_cold, mut errors, mut first_error) =
+        (Vec::new(), Vec::new(), 0, 0, None);
     for i in 0..=n {
         lambda::set_env(&mut conn, &name, &i.to_string()).await?;
         conn.open().await?;
@@ -170,7 +180,12 @@ fn load_figures(res: &LoadResult) -> Value {
 }
 
 /// 3. Warm invokes of the provided no-op function: sequential latency, then throughput.
-pub async fn warm_invokes(r: &mut Report, server: &Server, rust_echo: &Package, s: &Sizes) -> anyhow::Result<Value> {
+pub async fn warm_invokes(
+    r: &mut Report,
+    server: &Server,
+    rust_echo: &Package,
+    s: &Sizes,
+) -> anyhow::Result<Value> {
     let addr = server.addr;
     let cpu = Cpu::new(server.pid());
     let name = "bench-warm";
@@ -232,9 +247,12 @@ pub async fn warm_invokes(r: &mut Report, server: &Server, rust_echo: &Package, 
     });
 
     // Concurrent: warm up (lets the server scale out environments), then measure.
-    let warmup = http::closed_loop(addr, s.concurrent_clients, s.concurrent_warmup, invoke.clone(), invoke_check()).await?;
+    let warmup =
+        http::closed_loop(addr, s.concurrent_clients, s.concurrent_warmup, invoke.clone(), invoke_check())
+            .await?;
     let before = cpu.now();
-    let res = http::closed_loop(addr, s.concurrent_clients, s.concurrent_duration, invoke, invoke_check()).await?;
+    let res =
+        http::closed_loop(addr, s.concurrent_clients, s.concurrent_duration, invoke, invoke_check()).await?;
     let cpu_per_invoke = cpu.per_request(before, res.latencies.len());
     let rate = res.latencies.len() as f64 / res.elapsed.as_secs_f64();
     let mut concurrent = load_figures(&res);
@@ -246,7 +264,8 @@ pub async fn warm_invokes(r: &mut Report, server: &Server, rust_echo: &Package, 
         warmup.latencies.len(),
         warmup.errors
     ));
-    concurrent["throughput"] = r.checked("warm_invoke.concurrent.throughput", rate, "invokes/s", Target::AtLeast(10_000.0));
+    concurrent["throughput"] =
+        r.checked("warm_invoke.concurrent.throughput", rate, "invokes/s", Target::AtLeast(10_000.0));
     concurrent["cpu_per_invoke"] = cpu_per_invoke;
     Ok(json!({ "sequential": sequential, "concurrent": concurrent }))
 }
@@ -299,7 +318,9 @@ fn find_wrk() -> Result<String, String> {
         // `wrk -v` prints its version and exits non-zero.
         let out = std::process::Command::new("wrk").arg("-v").output().ok()?;
         let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
-        text.lines().find(|l| l.starts_with("wrk")).map(|l| l.split(" [").next().unwrap_or(l).trim().to_string())
+        text.lines()
+            .find(|l| l.starts_with("wrk"))
+            .map(|l| l.split(" [").next().unwrap_or(l).trim().to_string())
     };
     if let Some(v) = version() {
         return Ok(v);
@@ -329,10 +350,20 @@ pub async fn control_api(
     let wrk = if use_wrk { find_wrk() } else { Err("disabled by --no-wrk".into()) };
     let mut out = serde_json::Map::new();
     match &wrk {
-        Ok(v) => out.insert("tool".into(), json!(format!("{v}: wrk -t2 -c{} -d{}s --latency", s.control_connections, s.control_duration.as_secs()))),
+        Ok(v) => out.insert(
+            "tool".into(),
+            json!(format!(
+                "{v}: wrk -t2 -c{} -d{}s --latency",
+                s.control_connections,
+                s.control_duration.as_secs()
+            )),
+        ),
         Err(why) => out.insert(
             "tool".into(),
-            json!(format!("in-process hyper load generator, {} keep-alive connections (wrk unavailable: {why})", s.control_connections)),
+            json!(format!(
+                "in-process hyper load generator, {} keep-alive connections (wrk unavailable: {why})",
+                s.control_connections
+            )),
         ),
     };
     let mut conn = Conn::new(addr);
@@ -350,14 +381,31 @@ pub async fn control_api(
                     "p99": fig(w.p99_us, "us"),
                     "max": fig(w.max_us, "us"),
                 });
-                v["throughput"] = r.checked(&format!("control_api.{key}.throughput"), w.rps, "req/s", Target::AtLeast(40_000.0));
+                v["throughput"] = r.checked(
+                    &format!("control_api.{key}.throughput"),
+                    w.rps,
+                    "req/s",
+                    Target::AtLeast(40_000.0),
+                );
                 v
             }
             Err(_) => {
-                let res = http::closed_loop(addr, s.control_connections, s.control_duration, t.clone(), Arc::new(|_| Ok(()))).await?;
+                let res = http::closed_loop(
+                    addr,
+                    s.control_connections,
+                    s.control_duration,
+                    t.clone(),
+                    Arc::new(|_| Ok(())),
+                )
+                .await?;
                 let rate = res.latencies.len() as f64 / res.elapsed.as_secs_f64();
                 let mut v = load_figures(&res);
-                v["throughput"] = r.checked(&format!("control_api.{key}.throughput"), rate, "req/s", Target::AtLeast(40_000.0));
+                v["throughput"] = r.checked(
+                    &format!("control_api.{key}.throughput"),
+                    rate,
+                    "req/s",
+                    Target::AtLeast(40_000.0),
+                );
                 v
             }
         };
@@ -366,7 +414,11 @@ pub async fn control_api(
             "{} {}{} ({} byte response)",
             t.method,
             t.path,
-            t.headers.iter().find(|(k, _)| *k == "x-amz-target").map(|(_, v)| format!(" X-Amz-Target: {v}")).unwrap_or_default(),
+            t.headers
+                .iter()
+                .find(|(k, _)| *k == "x-amz-target")
+                .map(|(_, v)| format!(" X-Amz-Target: {v}"))
+                .unwrap_or_default(),
             probe.body.len()
         ));
         out.insert(key.into(), section);
@@ -397,7 +449,13 @@ fn run_wrk(addr: SocketAddr, t: &Template, s: &Sizes, scratch: &Path) -> anyhow:
     let script = scratch.join("request.lua");
     std::fs::write(&script, lua)?;
     let out = std::process::Command::new("wrk")
-        .args(["-t2", &format!("-c{}", s.control_connections), &format!("-d{}s", s.control_duration.as_secs()), "--latency", "-s"])
+        .args([
+            "-t2",
+            &format!("-c{}", s.control_connections),
+            &format!("-d{}s", s.control_duration.as_secs()),
+            "--latency",
+            "-s",
+        ])
         .arg(&script)
         .arg(format!("http://{addr}{}", t.path))
         .output()
@@ -425,7 +483,15 @@ fn wrk_duration_us(s: &str) -> Option<f64> {
 }
 
 fn parse_wrk(text: &str) -> Option<WrkResult> {
-    let mut r = WrkResult { rps: f64::NAN, requests: 0, non_2xx: 0, socket_errors: "none".into(), p50_us: f64::NAN, p99_us: f64::NAN, max_us: f64::NAN };
+    let mut r = WrkResult {
+        rps: f64::NAN,
+        requests: 0,
+        non_2xx: 0,
+        socket_errors: "none".into(),
+        p50_us: f64::NAN,
+        p99_us: f64::NAN,
+        max_us: f64::NAN,
+    };
     for line in text.lines().map(str::trim) {
         let words: Vec<&str> = line.split_whitespace().collect();
         match words.as_slice() {
@@ -435,7 +501,9 @@ fn parse_wrk(text: &str) -> Option<WrkResult> {
             ["99%", v] => r.p99_us = wrk_duration_us(v)?,
             [n, "requests", "in", ..] => r.requests = n.parse().ok()?,
             ["Non-2xx", "or", "3xx", "responses:", n] => r.non_2xx = n.parse().ok()?,
-            ["Socket", "errors:", ..] => r.socket_errors = line.trim_start_matches("Socket errors:").trim().to_string(),
+            ["Socket", "errors:", ..] => {
+                r.socket_errors = line.trim_start_matches("Socket errors:").trim().to_string()
+            }
             _ => {}
         }
     }

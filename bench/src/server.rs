@@ -68,7 +68,10 @@ impl Server {
             let tail: Vec<&str> = text.lines().rev().take(5).collect();
             match tail.is_empty() {
                 true => e,
-                false => e.context(format!("server stderr ends with: {}", tail.into_iter().rev().collect::<Vec<_>>().join(" | "))),
+                false => e.context(format!(
+                    "server stderr ends with: {}",
+                    tail.into_iter().rev().collect::<Vec<_>>().join(" | ")
+                )),
             }
         })
     }
@@ -261,8 +264,10 @@ impl Drop for TempDir {
 mod tests {
     #[test]
     fn ready_line() {
-        let (addr, ms) =
-            super::parse_ready_line("nimbus listening on http://127.0.0.1:4566 (sandbox: process) ready in 3.2 ms").unwrap();
+        let (addr, ms) = super::parse_ready_line(
+            "nimbus listening on http://127.0.0.1:4566 (sandbox: process) ready in 3.2 ms",
+        )
+        .unwrap();
         assert_eq!(addr.port(), 4566);
         assert_eq!(ms, 3.2);
     }

@@ -82,7 +82,8 @@ impl Report {
             Target::AtMost(t) => (format!("<= {t} {unit}"), value <= t),
             Target::AtLeast(t) => (format!(">= {t} {unit}"), value >= t),
         };
-        self.checks.push(json!({ "figure": name, "value": round(value), "unit": unit, "target": text, "met": met }));
+        self.checks
+            .push(json!({ "figure": name, "value": round(value), "unit": unit, "target": text, "met": met }));
         json!({ "value": round(value), "unit": unit, "target": text, "met": met })
     }
 

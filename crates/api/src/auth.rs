@@ -49,9 +49,11 @@ fn forbidden(code: &'static str, msg: impl Into<String>) -> ApiError {
 
 /// Middleware: authenticate, attach a `RequestContext`, stamp `x-amzn-RequestId`.
 pub async fn authenticate(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let protocol = if req.headers().contains_key("x-amz-target") { Protocol::Json } else { Protocol::RestJson };
+    let protocol =
+        if req.headers().contains_key("x-amz-target") { Protocol::Json } else { Protocol::RestJson };
     // Request ids need uniqueness, not secrecy: a fast PRNG avoids a getrandom syscall per request.
-    let request_id = uuid::Builder::from_random_bytes(fastrand::u128(..).to_le_bytes()).into_uuid().to_string();
+    let request_id =
+        uuid::Builder::from_random_bytes(fastrand::u128(..).to_le_bytes()).into_uuid().to_string();
     let req = match identify(&state, req, request_id.clone()).await {
         Ok(req) => req,
         Err(e) => return stamp(e.render(protocol), &request_id),
@@ -85,19 +87,33 @@ async fn identify(state: &AppState, req: Request, request_id: String) -> Result<
             return Err(forbidden("MissingAuthenticationTokenException", "Missing Authentication Token"));
         };
         let Some(secret) = state.auth.keys.get(&auth.credential.access_key_id) else {
-            return Err(forbidden("UnrecognizedClientException", "The security token included in the request is invalid."));
+            return Err(forbidden(
+                "UnrecognizedClientException",
+                "The security token included in the request is invalid.",
+            ));
         };
         let (parts, body) = req.into_parts();
         let bytes = axum::body::to_bytes(body, 80 * 1024 * 1024)
             .await
             .map_err(|_| ApiError::new(413, "RequestTooLargeException", "Request body too large"))?;
         let raw_path = parts.uri.path().to_string();
-        sigv4::verify(auth, parts.method.as_str(), &raw_path, &query, &parts.headers, &bytes, secret, chrono::Utc::now())
-            .map_err(|e| match e {
-                sigv4::SigV4Error::Incomplete(m) => forbidden("IncompleteSignatureException", m),
-                sigv4::SigV4Error::Missing => forbidden("MissingAuthenticationTokenException", "Missing Authentication Token"),
-                other => forbidden("InvalidSignatureException", other.to_string()),
-            })?;
+        sigv4::verify(
+            auth,
+            parts.method.as_str(),
+            &raw_path,
+            &query,
+            &parts.headers,
+            &bytes,
+            secret,
+            chrono::Utc::now(),
+        )
+        .map_err(|e| match e {
+            sigv4::SigV4Error::Incomplete(m) => forbidden("IncompleteSignatureException", m),
+            sigv4::SigV4Error::Missing => {
+                forbidden("MissingAuthenticationTokenException", "Missing Authentication Token")
+            }
+            other => forbidden("InvalidSignatureException", other.to_string()),
+        })?;
         req = Request::from_parts(parts, Body::from(bytes));
     }
     let scope = match &parsed {

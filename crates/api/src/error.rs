@@ -50,11 +50,19 @@ impl ApiError {
     /// `Message` for others; botocore reads the modeled one.
     fn message_key(&self) -> &'static str {
         const LOWER: &[&str] = &[
-            "InvalidParameterValueException", "InvalidRequestContentException", "PreconditionFailedException",
-            "RequestTooLargeException", "ResourceConflictException", "TooManyRequestsException",
-            "UnsupportedMediaTypeException", "ResourceNotReadyException", "CodeStorageExceededException",
-            "PolicyLengthExceededException", "ProvisionedConcurrencyConfigNotFoundException",
-            "SerializedRequestEntityTooLargeException", "ValidationException",
+            "InvalidParameterValueException",
+            "InvalidRequestContentException",
+            "PreconditionFailedException",
+            "RequestTooLargeException",
+            "ResourceConflictException",
+            "TooManyRequestsException",
+            "UnsupportedMediaTypeException",
+            "ResourceNotReadyException",
+            "CodeStorageExceededException",
+            "PolicyLengthExceededException",
+            "ProvisionedConcurrencyConfigNotFoundException",
+            "SerializedRequestEntityTooLargeException",
+            "ValidationException",
         ];
         if LOWER.contains(&self.code) { "message" } else { "Message" }
     }
@@ -79,7 +87,8 @@ impl ApiError {
             Protocol::RestJson => "application/json",
             Protocol::Json => "application/x-amz-json-1.1",
         };
-        let mut resp = (self.status, [("content-type", content_type)], Value::Object(body).to_string()).into_response();
+        let mut resp =
+            (self.status, [("content-type", content_type)], Value::Object(body).to_string()).into_response();
         resp.headers_mut().insert("x-amzn-errortype", HeaderValue::from_static(self.code));
         resp
     }

@@ -19,7 +19,12 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 pub trait JsonService: Send + Sync {
     /// The part of `X-Amz-Target` before the dot, e.g. `Logs_20140328`.
     fn target_prefix(&self) -> &'static str;
-    fn call<'a>(&'a self, ctx: &'a RequestContext, operation: &'a str, input: Bytes) -> BoxFuture<'a, Result<Value, ApiError>>;
+    fn call<'a>(
+        &'a self,
+        ctx: &'a RequestContext,
+        operation: &'a str,
+        input: Bytes,
+    ) -> BoxFuture<'a, Result<Value, ApiError>>;
 }
 
 pub struct Dispatcher {
@@ -55,7 +60,8 @@ pub async fn dispatch(
     body: Bytes,
 ) -> Response {
     let Some(target) = headers.get("x-amz-target").and_then(|v| v.to_str().ok()) else {
-        return ApiError::new(404, "UnknownOperationException", "Missing X-Amz-Target").render(Protocol::Json);
+        return ApiError::new(404, "UnknownOperationException", "Missing X-Amz-Target")
+            .render(Protocol::Json);
     };
     let Some((prefix, operation)) = target.split_once('.') else {
         return unknown_operation(target).render(Protocol::Json);

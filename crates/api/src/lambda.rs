@@ -2,18 +2,18 @@
 use crate::AppState;
 use crate::auth::RequestContext;
 use crate::error::{ApiError, Protocol};
+use axum::Extension;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::Extension;
 use base64::Engine as _;
 use nimbus_functions::{CreateFunction, InvocationType, InvokeRequest, UpdateCode, UpdateConfiguration};
 use nimbus_model::FunctionConfig;
-use serde::{Deserialize, Serialize};
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 
 /// A Lambda API error response.
@@ -46,7 +46,10 @@ pub fn routes() -> Router<AppState> {
         .route("/2016-08-19/account-settings/", get(account_settings))
 }
 
-async fn account_settings(State(s): State<AppState>, Extension(ctx): Extension<RequestContext>) -> LambdaResult {
+async fn account_settings(
+    State(s): State<AppState>,
+    Extension(ctx): Extension<RequestContext>,
+) -> LambdaResult {
     let (functions, code_bytes, limit) = s.functions.account_usage(&ctx.scope.account);
     Ok(json_response(
         StatusCode::OK,
@@ -73,7 +76,11 @@ pub async fn unknown_route(method: axum::http::Method, uri: axum::http::Uri) -> 
 /// Lambda answers unparseable bodies with `InvalidRequestContentException`.
 fn parse_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     serde_json::from_slice(body).map_err(|e| {
-        ApiError::new(400, "InvalidRequestContentException", format!("Could not parse request body into json: {e}"))
+        ApiError::new(
+            400,
+            "InvalidRequestContentException",
+            format!("Could not parse request body into json: {e}"),
+        )
     })
 }
 
@@ -95,9 +102,13 @@ fn decode_zip(b64: &str) -> Result<Vec<u8>, ApiError> {
             format!("Request must be smaller than {REQUEST_LIMIT} bytes for the CreateFunction operation"),
         ));
     }
-    let zip = base64::engine::general_purpose::STANDARD
-        .decode(b64)
-        .map_err(|_| ApiError::new(400, "InvalidRequestContentException", "Could not parse request body into json: ZipFile is not valid base64"))?;
+    let zip = base64::engine::general_purpose::STANDARD.decode(b64).map_err(|_| {
+        ApiError::new(
+            400,
+            "InvalidRequestContentException",
+            "Could not parse request body into json: ZipFile is not valid base64",
+        )
+    })?;
     Ok(zip)
 }
 
@@ -263,7 +274,11 @@ struct CreateFunctionInput {
     tags: Option<BTreeMap<String, String>>,
 }
 
-async fn create_function(State(s): State<AppState>, Extension(ctx): Extension<RequestContext>, body: Bytes) -> LambdaResult {
+async fn create_function(
+    State(s): State<AppState>,
+    Extension(ctx): Extension<RequestContext>,
+    body: Bytes,
+) -> LambdaResult {
     let input: CreateFunctionInput = parse_body(&body)?;
     let name = required(input.function_name, "functionName")?;
     let role = required(input.role, "role")?;
@@ -274,7 +289,9 @@ async fn create_function(State(s): State<AppState>, Extension(ctx): Extension<Re
     let zip = match (&code.zip_file, &code.image_uri) {
         (Some(z), _) => decode_zip(z)?,
         (None, Some(_)) => Vec::new(),
-        (None, None) => return Err(ApiError::invalid_parameter("Please provide a source for function code.").into()),
+        (None, None) => {
+            return Err(ApiError::invalid_parameter("Please provide a source for function code.").into());
+        }
     };
     let package_type = input.package_type.or_else(|| code.image_uri.as_ref().map(|_| "Image".to_string()));
     let config = s.functions.create_function(
@@ -349,7 +366,11 @@ struct ListQuery {
     max_items: Option<String>,
 }
 
-async fn list_functions(State(s): State<AppState>, Extension(ctx): Extension<RequestContext>, Query(q): Query<ListQuery>) -> LambdaResult {
+async fn list_functions(
+    State(s): State<AppState>,
+    Extension(ctx): Extension<RequestContext>,
+    Query(q): Query<ListQuery>,
+) -> LambdaResult {
     let max_items = match q.max_items.as_deref() {
         None => None,
         Some(m) => match m.parse::<usize>() {
@@ -365,7 +386,10 @@ async fn list_functions(State(s): State<AppState>, Extension(ctx): Extension<Req
     let page = s.functions.list_functions(&ctx.scope, q.marker.as_deref(), max_items)?;
     Ok(json_response(
         StatusCode::OK,
-        ListFunctionsOut { functions: page.functions.iter().map(|c| configuration(c)).collect(), next_marker: page.next_marker },
+        ListFunctionsOut {
+            functions: page.functions.iter().map(|c| configuration(c)).collect(),
+            next_marker: page.next_marker,
+        },
     ))
 }
 
@@ -476,8 +500,17 @@ async fn invoke(
             .into());
         }
     };
-    if invocation_type == InvocationType::RequestResponse && !body.is_empty() && body.len() <= nimbus_model::limits::SYNC_PAYLOAD_BYTES && serde_json::from_slice::<serde::de::IgnoredAny>(&body).is_err() {
-        return Err(ApiError::new(400, "InvalidRequestContentException", "Could not parse request body into json: Could not parse payload into json: Unexpected character").into());
+    if invocation_type == InvocationType::RequestResponse
+        && !body.is_empty()
+        && body.len() <= nimbus_model::limits::SYNC_PAYLOAD_BYTES
+        && serde_json::from_slice::<serde::de::IgnoredAny>(&body).is_err()
+    {
+        return Err(ApiError::new(
+            400,
+            "InvalidRequestContentException",
+            "Could not parse request body into json: Could not parse payload into json: Unexpected character",
+        )
+        .into());
     }
     let client_context = header("x-amz-client-context").map(|cc| {
         base64::engine::general_purpose::STANDARD
@@ -499,7 +532,8 @@ async fn invoke(
             client_context,
         })
         .await?;
-    let mut resp = (StatusCode::from_u16(result.status).unwrap_or(StatusCode::OK), result.payload).into_response();
+    let mut resp =
+        (StatusCode::from_u16(result.status).unwrap_or(StatusCode::OK), result.payload).into_response();
     let h = resp.headers_mut();
     h.insert("content-type", HeaderValue::from_static("application/json"));
     if let Ok(v) = HeaderValue::from_str(&result.executed_version) {

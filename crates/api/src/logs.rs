@@ -59,14 +59,20 @@ struct GetLogEvents {
 fn offset(token: Option<&str>) -> Result<usize, ApiError> {
     match token {
         None => Ok(0),
-        Some(t) => t.parse().map_err(|_| ApiError::new(400, "InvalidParameterException", "The specified nextToken is invalid.")),
+        Some(t) => t.parse().map_err(|_| {
+            ApiError::new(400, "InvalidParameterException", "The specified nextToken is invalid.")
+        }),
     }
 }
 
 /// `arn:aws:logs:…:log-group:NAME` or a plain name.
 fn group_name(name: Option<String>, identifier: Option<String>) -> Result<String, ApiError> {
     let raw = name.or(identifier).ok_or_else(|| {
-        ApiError::new(400, "InvalidParameterException", "Either logGroupName or logGroupIdentifier is required")
+        ApiError::new(
+            400,
+            "InvalidParameterException",
+            "Either logGroupName or logGroupIdentifier is required",
+        )
     })?;
     Ok(match raw.split_once(":log-group:") {
         Some((_, n)) => n.trim_end_matches(":*").to_string(),
@@ -80,7 +86,8 @@ impl LogsService {
     }
 
     fn describe_log_groups(&self, ctx: &RequestContext, input: DescribeLogGroups) -> Result<Value, ApiError> {
-        let groups = self.logs.groups(&Self::scope(ctx), input.log_group_name_prefix.as_deref().unwrap_or(""))?;
+        let groups =
+            self.logs.groups(&Self::scope(ctx), input.log_group_name_prefix.as_deref().unwrap_or(""))?;
         let start = offset(input.next_token.as_deref())?;
         let limit = input.limit.unwrap_or(50).clamp(1, 50);
         let page: Vec<Value> = groups
@@ -110,7 +117,11 @@ impl LogsService {
         Ok(out)
     }
 
-    fn describe_log_streams(&self, ctx: &RequestContext, input: DescribeLogStreams) -> Result<Value, ApiError> {
+    fn describe_log_streams(
+        &self,
+        ctx: &RequestContext,
+        input: DescribeLogStreams,
+    ) -> Result<Value, ApiError> {
         let group = group_name(input.log_group_name, input.log_group_identifier)?;
         let mut streams = self.logs.streams(&Self::scope(ctx), &group)?.ok_or_else(group_missing)?;
         if let Some(p) = &input.log_stream_name_prefix {
@@ -161,12 +172,17 @@ impl LogsService {
         let scope = Self::scope(ctx);
         let streams = self.logs.streams(&scope, &group)?.ok_or_else(group_missing)?;
         if !streams.iter().any(|s| s.name == input.log_stream_name) {
-            return Err(ApiError::new(400, "ResourceNotFoundException", "The specified log stream does not exist."));
+            return Err(ApiError::new(
+                400,
+                "ResourceNotFoundException",
+                "The specified log stream does not exist.",
+            ));
         }
         // Tokens: `f/<id>` continues forward after an event id, `b/<id>` backward before it.
         let (mut after, mut before, mut from_head) = (None, None, input.start_from_head.unwrap_or(false));
         if let Some(t) = &input.next_token {
-            let bad = || ApiError::new(400, "InvalidParameterException", "The specified nextToken is invalid.");
+            let bad =
+                || ApiError::new(400, "InvalidParameterException", "The specified nextToken is invalid.");
             let (dir, id) = t.split_once('/').ok_or_else(bad)?;
             let id: i64 = id.parse().map_err(|_| bad())?;
             match dir {
@@ -182,7 +198,17 @@ impl LogsService {
             }
         }
         let limit = input.limit.unwrap_or(10_000).clamp(1, 10_000);
-        let page = self.logs.events(&scope, &group, &input.log_stream_name, input.start_time, input.end_time, after, before, limit, from_head)?;
+        let page = self.logs.events(
+            &scope,
+            &group,
+            &input.log_stream_name,
+            input.start_time,
+            input.end_time,
+            after,
+            before,
+            limit,
+            from_head,
+        )?;
         let events: Vec<Value> = page
             .events
             .iter()
@@ -201,13 +227,22 @@ impl JsonService for LogsService {
         "Logs_20140328"
     }
 
-    fn call<'a>(&'a self, ctx: &'a RequestContext, operation: &'a str, input: Bytes) -> BoxFuture<'a, Result<Value, ApiError>> {
+    fn call<'a>(
+        &'a self,
+        ctx: &'a RequestContext,
+        operation: &'a str,
+        input: Bytes,
+    ) -> BoxFuture<'a, Result<Value, ApiError>> {
         Box::pin(async move {
             match operation {
                 "CreateLogGroup" => {
                     let i: CreateLogGroup = parse(&input)?;
                     if !self.logs.create_group(&Self::scope(ctx), &i.log_group_name)? {
-                        return Err(ApiError::new(400, "ResourceAlreadyExistsException", "The specified log group already exists"));
+                        return Err(ApiError::new(
+                            400,
+                            "ResourceAlreadyExistsException",
+                            "The specified log group already exists",
+                        ));
                     }
                     Ok(json!({}))
                 }

@@ -41,11 +41,7 @@ const MAX_PRESIGN_EXPIRES: u64 = 604_800;
 const AMZ_DATE_FORMAT: &str = "%Y%m%dT%H%M%SZ";
 
 /// RFC 3986 unreserved characters are left alone; everything else is `%XX`.
-const UNRESERVED: &AsciiSet = &NON_ALPHANUMERIC
-    .remove(b'-')
-    .remove(b'_')
-    .remove(b'.')
-    .remove(b'~');
+const UNRESERVED: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');
 /// Like [`UNRESERVED`] but keeps `/` (Python's `quote(path, safe='/~')`).
 const PATH_SAFE: &AsciiSet = &UNRESERVED.remove(b'/');
 
@@ -123,15 +119,10 @@ pub fn parse(headers: &http::HeaderMap, query: &str) -> Result<Option<ParsedAuth
     }
 }
 
-fn parse_header(
-    value: &http::HeaderValue,
-    headers: &http::HeaderMap,
-) -> Result<ParsedAuth, SigV4Error> {
+fn parse_header(value: &http::HeaderValue, headers: &http::HeaderMap) -> Result<ParsedAuth, SigV4Error> {
     let raw = value
         .to_str()
-        .map_err(|_| {
-            SigV4Error::Incomplete("Authorization header contains invalid characters".to_owned())
-        })?
+        .map_err(|_| SigV4Error::Incomplete("Authorization header contains invalid characters".to_owned()))?
         .trim();
     let (algorithm, rest) = match raw.split_once(|c: char| c.is_ascii_whitespace()) {
         Some((a, r)) => (a, r.trim()),
@@ -180,9 +171,7 @@ fn parse_header(
     let (Some(credential), Some(signed_headers), Some(signature), Some(amz_date)) =
         (credential, signed_headers, signature, amz_date)
     else {
-        return Err(SigV4Error::Incomplete(format!(
-            "{missing}Authorization={raw}"
-        )));
+        return Err(SigV4Error::Incomplete(format!("{missing}Authorization={raw}")));
     };
 
     let credential = parse_credential(credential)?;
@@ -203,16 +192,8 @@ fn parse_header(
     })
 }
 
-fn parse_presigned(
-    params: &[(String, String)],
-    headers: &http::HeaderMap,
-) -> Result<ParsedAuth, SigV4Error> {
-    let get = |name: &str| {
-        params
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-    };
+fn parse_presigned(params: &[(String, String)], headers: &http::HeaderMap) -> Result<ParsedAuth, SigV4Error> {
+    let get = |name: &str| params.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
 
     let algorithm = get("X-Amz-Algorithm").unwrap_or_default();
     if algorithm != ALGORITHM {
@@ -220,12 +201,9 @@ fn parse_presigned(
             "Unsupported AWS 'algorithm': '{algorithm}'. X-Amz-Algorithm only supports \"{ALGORITHM}\""
         )));
     }
-    let (Some(credential), Some(amz_date), Some(signed_headers), Some(signature)) = (
-        get("X-Amz-Credential"),
-        get("X-Amz-Date"),
-        get("X-Amz-SignedHeaders"),
-        get("X-Amz-Signature"),
-    ) else {
+    let (Some(credential), Some(amz_date), Some(signed_headers), Some(signature)) =
+        (get("X-Amz-Credential"), get("X-Amz-Date"), get("X-Amz-SignedHeaders"), get("X-Amz-Signature"))
+    else {
         return Err(SigV4Error::Incomplete(
             "AWS query-string parameters must include 'X-Amz-Algorithm', 'X-Amz-Credential', 'X-Amz-Signature', 'X-Amz-Date', 'X-Amz-SignedHeaders'. Re-examine the query-string parameters.".to_owned(),
         ));
@@ -275,26 +253,19 @@ fn parse_credential(raw: &str) -> Result<Credential, SigV4Error> {
         )));
     };
     if access_key_id.is_empty() {
-        return Err(SigV4Error::Incomplete(format!(
-            "Credential must include an access key id, got '{raw}'"
-        )));
+        return Err(SigV4Error::Incomplete(format!("Credential must include an access key id, got '{raw}'")));
     }
-    if NaiveDateTime::parse_from_str(&format!("{date}T000000Z"), AMZ_DATE_FORMAT).is_err()
-        || date.len() != 8
+    if NaiveDateTime::parse_from_str(&format!("{date}T000000Z"), AMZ_DATE_FORMAT).is_err() || date.len() != 8
     {
         return Err(SigV4Error::Incomplete(format!(
             "Credential should be scoped to a valid date (yyyymmdd), not '{date}'. "
         )));
     }
     if region.is_empty() {
-        return Err(SigV4Error::Incomplete(
-            "Credential should be scoped to a valid region. ".to_owned(),
-        ));
+        return Err(SigV4Error::Incomplete("Credential should be scoped to a valid region. ".to_owned()));
     }
     if service.is_empty() {
-        return Err(SigV4Error::Incomplete(
-            "Credential should be scoped to a valid service. ".to_owned(),
-        ));
+        return Err(SigV4Error::Incomplete("Credential should be scoped to a valid service. ".to_owned()));
     }
     if *terminator != "aws4_request" {
         return Err(SigV4Error::Incomplete(format!(
@@ -311,22 +282,15 @@ fn parse_credential(raw: &str) -> Result<Credential, SigV4Error> {
 
 fn parse_signed_headers(raw: &str) -> Result<Vec<String>, SigV4Error> {
     let names: Vec<String> = raw.split(';').map(str::to_owned).collect();
-    if names
-        .iter()
-        .any(|n| n.is_empty() || n.contains(|c: char| c.is_whitespace() || c == ':'))
-    {
-        return Err(SigV4Error::Incomplete(format!(
-            "SignedHeaders is malformed: '{raw}'"
-        )));
+    if names.iter().any(|n| n.is_empty() || n.contains(|c: char| c.is_whitespace() || c == ':')) {
+        return Err(SigV4Error::Incomplete(format!("SignedHeaders is malformed: '{raw}'")));
     }
     Ok(names)
 }
 
 fn parse_signature(raw: &str) -> Result<String, SigV4Error> {
     if raw.is_empty() {
-        return Err(SigV4Error::Incomplete(
-            "Signature must not be empty".to_owned(),
-        ));
+        return Err(SigV4Error::Incomplete("Signature must not be empty".to_owned()));
     }
     Ok(raw.to_owned())
 }
@@ -340,23 +304,13 @@ fn header_amz_date(headers: &http::HeaderMap) -> Result<Option<String>, SigV4Err
     let Some(date) = header_str(headers, "date") else {
         return Ok(None);
     };
-    let parsed = DateTime::parse_from_rfc2822(date.trim()).map_err(|_| {
-        SigV4Error::Incomplete(format!(
-            "Date header is not a valid RFC 1123 date: '{date}'"
-        ))
-    })?;
-    Ok(Some(
-        parsed
-            .with_timezone(&Utc)
-            .format(AMZ_DATE_FORMAT)
-            .to_string(),
-    ))
+    let parsed = DateTime::parse_from_rfc2822(date.trim())
+        .map_err(|_| SigV4Error::Incomplete(format!("Date header is not a valid RFC 1123 date: '{date}'")))?;
+    Ok(Some(parsed.with_timezone(&Utc).format(AMZ_DATE_FORMAT).to_string()))
 }
 
 fn parse_amz_date(amz_date: &str) -> Option<DateTime<Utc>> {
-    NaiveDateTime::parse_from_str(amz_date, AMZ_DATE_FORMAT)
-        .ok()
-        .map(|n| n.and_utc())
+    NaiveDateTime::parse_from_str(amz_date, AMZ_DATE_FORMAT).ok().map(|n| n.and_utc())
 }
 
 fn check_date(amz_date: &str) -> Result<(), SigV4Error> {
@@ -381,9 +335,7 @@ fn check_scope_date(credential: &Credential, amz_date: &str) -> Result<(), SigV4
 }
 
 fn header_str(headers: &http::HeaderMap, name: &str) -> Option<String> {
-    headers
-        .get(name)
-        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+    headers.get(name).map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
 }
 
 /// Split a raw query into percent-decoded `(key, value)` pairs (lossy UTF-8).
@@ -578,10 +530,7 @@ fn canonical_query(query: &str, exclude_signature: bool) -> String {
                 return None;
             }
             let v: Vec<u8> = percent_decode_str(v).collect();
-            Some((
-                percent_encode(&k, UNRESERVED).to_string(),
-                percent_encode(&v, UNRESERVED).to_string(),
-            ))
+            Some((percent_encode(&k, UNRESERVED).to_string(), percent_encode(&v, UNRESERVED).to_string()))
         })
         .collect();
     pairs.sort_unstable();
@@ -616,8 +565,7 @@ fn string_to_sign(auth: &ParsedAuth, canonical_request: &str) -> String {
 
 fn new_mac(key: &[u8]) -> HmacSha256 {
     // HMAC accepts keys of any length, so this never actually falls back.
-    <HmacSha256 as Mac>::new_from_slice(key)
-        .unwrap_or_else(|_| <HmacSha256 as Mac>::new(&Default::default()))
+    <HmacSha256 as Mac>::new_from_slice(key).unwrap_or_else(|_| <HmacSha256 as Mac>::new(&Default::default()))
 }
 
 fn hmac(key: &[u8], data: &[u8]) -> Vec<u8> {
@@ -628,10 +576,7 @@ fn hmac(key: &[u8], data: &[u8]) -> Vec<u8> {
 
 /// kSigning = HMAC(HMAC(HMAC(HMAC("AWS4"+secret, date), region), service), "aws4_request")
 fn signing_key(secret: &str, credential: &Credential) -> Vec<u8> {
-    let k_date = hmac(
-        format!("AWS4{secret}").as_bytes(),
-        credential.date.as_bytes(),
-    );
+    let k_date = hmac(format!("AWS4{secret}").as_bytes(), credential.date.as_bytes());
     let k_region = hmac(&k_date, credential.region.as_bytes());
     let k_service = hmac(&k_region, credential.service.as_bytes());
     hmac(&k_service, b"aws4_request")
@@ -713,19 +658,12 @@ mod tests {
                 "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20150830/us-east-1/service/aws4_request, SignedHeaders={}, Signature={}",
                 case.signed, case.signature
             );
-            let mut hs = vec![
-                ("Host", "example.amazonaws.com"),
-                ("X-Amz-Date", "20150830T123600Z"),
-            ];
+            let mut hs = vec![("Host", "example.amazonaws.com"), ("X-Amz-Date", "20150830T123600Z")];
             hs.extend_from_slice(case.extra);
             hs.push(("Authorization", authz.as_str()));
             let headers = header_map(&hs);
             let auth = parse(&headers, case.query).unwrap().unwrap();
-            assert_eq!(
-                auth.credential.access_key_id, "AKIDEXAMPLE",
-                "{}",
-                case.name
-            );
+            assert_eq!(auth.credential.access_key_id, "AKIDEXAMPLE", "{}", case.name);
             assert_eq!(auth.style, AuthStyle::Header);
             let r = verify(
                 &auth,
@@ -769,16 +707,10 @@ mod tests {
         );
         assert_eq!(canonical_uri("/a/./b//c/../d%2Fe/"), "/a/b/d%252Fe/");
         assert_eq!(canonical_uri("/../.."), "/");
-        assert_eq!(
-            canonical_query("Param2=value2&Param1=value1", false),
-            "Param1=value1&Param2=value2"
-        );
+        assert_eq!(canonical_query("Param2=value2&Param1=value1", false), "Param1=value1&Param2=value2");
         assert_eq!(canonical_query("b=2&a=&a=1&c", false), "a=&a=1&b=2&c=");
         assert_eq!(canonical_query("k=a%20b+c%2a", false), "k=a%20b%2Bc%2A");
-        assert_eq!(
-            canonical_query("X-Amz-Signature=abc&X-Amz-Date=1", true),
-            "X-Amz-Date=1"
-        );
+        assert_eq!(canonical_query("X-Amz-Signature=abc&X-Amz-Date=1", true), "X-Amz-Date=1");
         assert_eq!(trim_all("  a   b \t c  "), "a b c");
     }
 
@@ -873,16 +805,10 @@ mod tests {
             query: r#""#,
             headers: &[
                 ("Host", r#"ecs.us-east-1.amazonaws.com"#),
-                (
-                    "X-Amz-Target",
-                    r#"AmazonEC2ContainerServiceV20141113.ListClusters"#,
-                ),
+                ("X-Amz-Target", r#"AmazonEC2ContainerServiceV20141113.ListClusters"#),
                 ("Content-Type", r#"application/x-amz-json-1.1"#),
                 ("X-Amz-Date", r#"20240517T101112Z"#),
-                (
-                    "X-Amz-Security-Token",
-                    r#"FQoGZXIvYXdzEXAMPLE//token+with/specials=="#,
-                ),
+                ("X-Amz-Security-Token", r#"FQoGZXIvYXdzEXAMPLE//token+with/specials=="#),
                 (
                     "Authorization",
                     r#"AWS4-HMAC-SHA256 Credential=AKIDNIMBUSTEST/20240517/us-east-1/ecs/aws4_request, SignedHeaders=content-type;host;x-amz-date;x-amz-security-token;x-amz-target, Signature=bd314f91e531e2d113dc1a071f1beaa31d6c8b9043630ba154050d08ca7d1c5c"#,
@@ -1022,12 +948,7 @@ mod tests {
     fn botocore_vectors_verify() {
         for v in BOTOCORE_VECTORS {
             let req = Req::of(v);
-            assert!(
-                req.check(BOTO_SECRET).is_ok(),
-                "{}: {:?}",
-                v.name,
-                req.check(BOTO_SECRET)
-            );
+            assert!(req.check(BOTO_SECRET).is_ok(), "{}: {:?}", v.name, req.check(BOTO_SECRET));
         }
     }
 
@@ -1044,74 +965,31 @@ mod tests {
             }
             let r = req.check(BOTO_SECRET);
             if unsigned_body {
-                assert!(
-                    r.is_ok(),
-                    "{}: UNSIGNED-PAYLOAD must not cover the body",
-                    v.name
-                );
+                assert!(r.is_ok(), "{}: UNSIGNED-PAYLOAD must not cover the body", v.name);
             } else {
-                assert!(
-                    matches!(r, Err(SigV4Error::Mismatch)),
-                    "{}: body tamper {r:?}",
-                    v.name
-                );
+                assert!(matches!(r, Err(SigV4Error::Mismatch)), "{}: body tamper {r:?}", v.name);
             }
 
             // Path: last byte changed.
             let mut req = Req::of(v);
-            req.path = if req.path == "/" {
-                "/x".to_owned()
-            } else {
-                tweak(&req.path)
-            };
-            assert!(
-                matches!(req.check(BOTO_SECRET), Err(SigV4Error::Mismatch)),
-                "{}: path",
-                v.name
-            );
+            req.path = if req.path == "/" { "/x".to_owned() } else { tweak(&req.path) };
+            assert!(matches!(req.check(BOTO_SECRET), Err(SigV4Error::Mismatch)), "{}: path", v.name);
 
             // A signed header (Host is signed in every vector): last byte changed.
             let mut req = Req::of(v);
-            let host = req
-                .headers
-                .get("host")
-                .unwrap()
-                .to_str()
-                .unwrap()
-                .to_owned();
-            req.headers
-                .insert("host", HeaderValue::from_str(&tweak(&host)).unwrap());
-            assert!(
-                matches!(req.check(BOTO_SECRET), Err(SigV4Error::Mismatch)),
-                "{}: header",
-                v.name
-            );
+            let host = req.headers.get("host").unwrap().to_str().unwrap().to_owned();
+            req.headers.insert("host", HeaderValue::from_str(&tweak(&host)).unwrap());
+            assert!(matches!(req.check(BOTO_SECRET), Err(SigV4Error::Mismatch)), "{}: header", v.name);
 
             // Query: an extra parameter.
             let mut req = Req::of(v);
-            req.query = if req.query.is_empty() {
-                "x=1".to_owned()
-            } else {
-                format!("{}&x=1", req.query)
-            };
-            assert!(
-                matches!(req.check(BOTO_SECRET), Err(SigV4Error::Mismatch)),
-                "{}: query",
-                v.name
-            );
+            req.query = if req.query.is_empty() { "x=1".to_owned() } else { format!("{}&x=1", req.query) };
+            assert!(matches!(req.check(BOTO_SECRET), Err(SigV4Error::Mismatch)), "{}: query", v.name);
 
             // Method.
             let mut req = Req::of(v);
-            req.method = if req.method == "GET" {
-                "HEAD".to_owned()
-            } else {
-                "GET".to_owned()
-            };
-            assert!(
-                matches!(req.check(BOTO_SECRET), Err(SigV4Error::Mismatch)),
-                "{}: method",
-                v.name
-            );
+            req.method = if req.method == "GET" { "HEAD".to_owned() } else { "GET".to_owned() };
+            assert!(matches!(req.check(BOTO_SECRET), Err(SigV4Error::Mismatch)), "{}: method", v.name);
 
             // Wrong secret.
             let req = Req::of(v);
@@ -1127,10 +1005,8 @@ mod tests {
     fn unsigned_headers_may_change() {
         let v = &BOTOCORE_VECTORS[1];
         let mut req = Req::of(v);
-        req.headers
-            .insert("user-agent", HeaderValue::from_static("something-else"));
-        req.headers
-            .insert("content-length", HeaderValue::from_static("9999"));
+        req.headers.insert("user-agent", HeaderValue::from_static("something-else"));
+        req.headers.insert("content-length", HeaderValue::from_static("9999"));
         assert!(req.check(BOTO_SECRET).is_ok());
     }
 
@@ -1149,19 +1025,10 @@ mod tests {
         );
         assert_eq!(
             auth.signed_headers,
-            [
-                "content-type",
-                "host",
-                "x-amz-date",
-                "x-amz-security-token",
-                "x-amz-target"
-            ]
+            ["content-type", "host", "x-amz-date", "x-amz-security-token", "x-amz-target"]
         );
         assert_eq!(auth.amz_date, "20240517T101112Z");
-        assert_eq!(
-            auth.session_token.as_deref(),
-            Some("FQoGZXIvYXdzEXAMPLE//token+with/specials==")
-        );
+        assert_eq!(auth.session_token.as_deref(), Some("FQoGZXIvYXdzEXAMPLE//token+with/specials=="));
         assert_eq!(auth.expires_secs, None);
         assert_eq!(auth.style, AuthStyle::Header);
 
@@ -1171,14 +1038,8 @@ mod tests {
         assert_eq!(auth.credential.service, "lambda");
         assert_eq!(auth.expires_secs, Some(3600));
         assert_eq!(auth.signed_headers, ["host"]);
-        assert_eq!(
-            auth.session_token.as_deref(),
-            Some("FQoGZXIvYXdzEXAMPLE//token+with/specials==")
-        );
-        assert_eq!(
-            auth.signature,
-            "b8069fab62b826acc2b078cfc29fe8206bdc59c5c9367038fe160cc387c91dac"
-        );
+        assert_eq!(auth.session_token.as_deref(), Some("FQoGZXIvYXdzEXAMPLE//token+with/specials=="));
+        assert_eq!(auth.signature, "b8069fab62b826acc2b078cfc29fe8206bdc59c5c9367038fe160cc387c91dac");
 
         let req = Req::of(&BOTOCORE_VECTORS[10]); // Date header instead of X-Amz-Date
         let auth = parse(&req.headers, &req.query).unwrap().unwrap();
@@ -1189,11 +1050,7 @@ mod tests {
     fn unsigned_request_is_none() {
         let headers = header_map(&[("Host", "localhost"), ("X-Amz-Date", "20240517T101112Z")]);
         assert!(parse(&headers, "").unwrap().is_none());
-        assert!(
-            parse(&headers, "Action=ListUsers&X-Amz-Credential=foo")
-                .unwrap()
-                .is_none()
-        );
+        assert!(parse(&headers, "Action=ListUsers&X-Amz-Credential=foo").unwrap().is_none());
     }
 
     #[test]
@@ -1201,9 +1058,7 @@ mod tests {
         // An S3-style presigner signs UNSIGNED-PAYLOAD instead of the body hash.
         let query = "X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=AK%2F20240517%2Fus-east-1%2Flambda%2Faws4_request&X-Amz-Date=20240517T101112Z&X-Amz-Expires=60&X-Amz-SignedHeaders=host";
         let headers = header_map(&[("Host", "h")]);
-        let mut auth = parse(&headers, &format!("{query}&X-Amz-Signature=00"))
-            .unwrap()
-            .unwrap();
+        let mut auth = parse(&headers, &format!("{query}&X-Amz-Signature=00")).unwrap().unwrap();
         let prefix = canonical_request_prefix(&auth, "GET", "/p", query, &headers, true);
         let sts = string_to_sign(&auth, &format!("{prefix}{UNSIGNED_PAYLOAD}"));
         auth.signature = hex::encode(hmac(&signing_key("s", &auth.credential), sts.as_bytes()));
@@ -1232,8 +1087,7 @@ mod tests {
     #[test]
     fn header_clock_skew() {
         let (auth, headers) = suite_vanilla();
-        let check =
-            |now: DateTime<Utc>| verify(&auth, "GET", "/", "", &headers, b"", SUITE_SECRET, now);
+        let check = |now: DateTime<Utc>| verify(&auth, "GET", "/", "", &headers, b"", SUITE_SECRET, now);
         let t = at("20150830T123600Z");
         assert!(check(t).is_ok());
         assert!(check(t + Duration::minutes(15)).is_ok());
@@ -1246,10 +1100,7 @@ mod tests {
             ),
             other => panic!("{other:?}"),
         }
-        assert!(matches!(
-            check(t + Duration::seconds(15 * 60 + 1)),
-            Err(SigV4Error::Expired(_))
-        ));
+        assert!(matches!(check(t + Duration::seconds(15 * 60 + 1)), Err(SigV4Error::Expired(_))));
         match check(at("20150830T122000Z")) {
             Err(SigV4Error::Expired(m)) => assert_eq!(
                 m,
@@ -1257,22 +1108,10 @@ mod tests {
             ),
             other => panic!("{other:?}"),
         }
-        assert!(matches!(
-            check(t - Duration::seconds(15 * 60 + 1)),
-            Err(SigV4Error::Expired(_))
-        ));
+        assert!(matches!(check(t - Duration::seconds(15 * 60 + 1)), Err(SigV4Error::Expired(_))));
 
         // A bad signature is reported as a mismatch even when also stale.
-        let r = verify(
-            &auth,
-            "GET",
-            "/",
-            "",
-            &headers,
-            b"",
-            "nope",
-            at("20200101T000000Z"),
-        );
+        let r = verify(&auth, "GET", "/", "", &headers, b"", "nope", at("20200101T000000Z"));
         assert!(matches!(r, Err(SigV4Error::Mismatch)));
     }
 
@@ -1283,16 +1122,7 @@ mod tests {
         let auth = parse(&req.headers, &req.query).unwrap().unwrap();
         assert_eq!(auth.expires_secs, Some(900));
         let check = |now: DateTime<Utc>| {
-            verify(
-                &auth,
-                &req.method,
-                &req.path,
-                &req.query,
-                &req.headers,
-                &req.body,
-                BOTO_SECRET,
-                now,
-            )
+            verify(&auth, &req.method, &req.path, &req.query, &req.headers, &req.body, BOTO_SECRET, now)
         };
         let t = at(BOTO_NOW);
         assert!(check(t).is_ok());
@@ -1305,31 +1135,15 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert!(check(t - Duration::minutes(15)).is_ok());
-        assert!(matches!(
-            check(t - Duration::minutes(16)),
-            Err(SigV4Error::Expired(_))
-        ));
+        assert!(matches!(check(t - Duration::minutes(16)), Err(SigV4Error::Expired(_))));
 
         // Longer than a week is refused at parse time.
-        let q = req
-            .query
-            .replace("X-Amz-Expires=900", "X-Amz-Expires=604801");
-        assert!(matches!(
-            parse(&req.headers, &q),
-            Err(SigV4Error::Incomplete(_))
-        ));
-        let q = req
-            .query
-            .replace("X-Amz-Expires=900", "X-Amz-Expires=604800");
-        assert_eq!(
-            parse(&req.headers, &q).unwrap().unwrap().expires_secs,
-            Some(604_800)
-        );
+        let q = req.query.replace("X-Amz-Expires=900", "X-Amz-Expires=604801");
+        assert!(matches!(parse(&req.headers, &q), Err(SigV4Error::Incomplete(_))));
+        let q = req.query.replace("X-Amz-Expires=900", "X-Amz-Expires=604800");
+        assert_eq!(parse(&req.headers, &q).unwrap().unwrap().expires_secs, Some(604_800));
         let q = req.query.replace("X-Amz-Expires=900", "X-Amz-Expires=-1");
-        assert!(matches!(
-            parse(&req.headers, &q),
-            Err(SigV4Error::Incomplete(_))
-        ));
+        assert!(matches!(parse(&req.headers, &q), Err(SigV4Error::Incomplete(_))));
     }
 
     #[test]
@@ -1337,10 +1151,7 @@ mod tests {
         let mut auth = suite_vanilla().0;
         auth.style = AuthStyle::Presigned;
         auth.expires_secs = Some(u64::MAX); // not reachable via parse; must not overflow
-        assert!(matches!(
-            check_clock(&auth, at("20150906T123601Z")),
-            Err(SigV4Error::Expired(_))
-        ));
+        assert!(matches!(check_clock(&auth, at("20150906T123601Z")), Err(SigV4Error::Expired(_))));
         assert!(check_clock(&auth, at("20150906T123600Z")).is_ok());
     }
 
@@ -1384,21 +1195,14 @@ mod tests {
         ];
         for c in &cases {
             let r = parse_authz(c.as_bytes(), &date);
-            assert!(
-                matches!(r, Err(SigV4Error::Incomplete(_))),
-                "{c:?} -> {r:?}"
-            );
+            assert!(matches!(r, Err(SigV4Error::Incomplete(_))), "{c:?} -> {r:?}");
         }
 
-        let full =
-            format!("AWS4-HMAC-SHA256 {good_cred}, SignedHeaders=host;x-amz-date, Signature=00");
+        let full = format!("AWS4-HMAC-SHA256 {good_cred}, SignedHeaders=host;x-amz-date, Signature=00");
         // No date header at all.
         match parse_authz(full.as_bytes(), &[]) {
             Err(SigV4Error::Incomplete(m)) => {
-                assert!(
-                    m.contains("requires existence of either a 'X-Amz-Date' or a 'Date' header"),
-                    "{m}"
-                )
+                assert!(m.contains("requires existence of either a 'X-Amz-Date' or a 'Date' header"), "{m}")
             }
             other => panic!("{other:?}"),
         }
@@ -1411,18 +1215,9 @@ mod tests {
             other => panic!("{other:?}"),
         }
         // Bad dates.
-        for d in [
-            "2015-08-30T12:36:00Z",
-            "20150830T123600",
-            "20151330T123600Z",
-            "020150830T123600Z",
-            "",
-        ] {
+        for d in ["2015-08-30T12:36:00Z", "20150830T123600", "20151330T123600Z", "020150830T123600Z", ""] {
             let r = parse_authz(full.as_bytes(), &[("X-Amz-Date", d)]);
-            assert!(
-                matches!(r, Err(SigV4Error::Incomplete(_))),
-                "{d:?} -> {r:?}"
-            );
+            assert!(matches!(r, Err(SigV4Error::Incomplete(_))), "{d:?} -> {r:?}");
         }
         let r = parse_authz(full.as_bytes(), &[("Date", "yesterday")]);
         assert!(matches!(r, Err(SigV4Error::Incomplete(_))), "{r:?}");
@@ -1440,22 +1235,12 @@ mod tests {
     fn malformed_presigned_are_incomplete() {
         let headers = header_map(&[("Host", "h")]);
         let base = "X-Amz-Credential=AK%2F20240517%2Fus-east-1%2Flambda%2Faws4_request&X-Amz-Date=20240517T101112Z&X-Amz-Expires=60&X-Amz-SignedHeaders=host&X-Amz-Signature=00";
-        assert!(
-            parse(
-                &headers,
-                &format!("X-Amz-Algorithm=AWS4-HMAC-SHA256&{base}")
-            )
-            .unwrap()
-            .is_some()
-        );
+        assert!(parse(&headers, &format!("X-Amz-Algorithm=AWS4-HMAC-SHA256&{base}")).unwrap().is_some());
         let cases = [
             format!("X-Amz-Algorithm=AWS4-HMAC-SHA1&{base}"),
             format!("X-Amz-Algorithm=&{base}"),
             "X-Amz-Algorithm=AWS4-HMAC-SHA256".to_owned(),
-            format!(
-                "X-Amz-Algorithm=AWS4-HMAC-SHA256&{}",
-                base.replace("X-Amz-Signature=00", "")
-            ),
+            format!("X-Amz-Algorithm=AWS4-HMAC-SHA256&{}", base.replace("X-Amz-Signature=00", "")),
             format!(
                 "X-Amz-Algorithm=AWS4-HMAC-SHA256&{}",
                 base.replace("X-Amz-Date=20240517T101112Z", "X-Amz-Date=%ZZ")
@@ -1464,28 +1249,16 @@ mod tests {
                 "X-Amz-Algorithm=AWS4-HMAC-SHA256&{}",
                 base.replace("X-Amz-Expires=60", "X-Amz-Expires=soon")
             ),
-            format!(
-                "X-Amz-Algorithm=AWS4-HMAC-SHA256&{}",
-                base.replace("%2Flambda%2F", "%2F")
-            ),
-            format!(
-                "X-Amz-Algorithm=AWS4-HMAC-SHA256&{}",
-                base.replace("20240517%2F", "20240518%2F")
-            ),
+            format!("X-Amz-Algorithm=AWS4-HMAC-SHA256&{}", base.replace("%2Flambda%2F", "%2F")),
+            format!("X-Amz-Algorithm=AWS4-HMAC-SHA256&{}", base.replace("20240517%2F", "20240518%2F")),
         ];
         for q in &cases {
             let r = parse(&headers, q);
-            assert!(
-                matches!(r, Err(SigV4Error::Incomplete(_))),
-                "{q:?} -> {r:?}"
-            );
+            assert!(matches!(r, Err(SigV4Error::Incomplete(_))), "{q:?} -> {r:?}");
         }
         // Both mechanisms at once.
         let mut both = headers.clone();
-        both.insert(
-            "authorization",
-            HeaderValue::from_static("AWS4-HMAC-SHA256 Credential=x"),
-        );
+        both.insert("authorization", HeaderValue::from_static("AWS4-HMAC-SHA256 Credential=x"));
         let r = parse(&both, &format!("X-Amz-Algorithm=AWS4-HMAC-SHA256&{base}"));
         assert!(matches!(r, Err(SigV4Error::Incomplete(_))), "{r:?}");
     }
@@ -1501,16 +1274,7 @@ mod tests {
         let headers = header_map(&[("Host", "h")]);
         for i in 0..=pq.len() {
             if let Ok(Some(auth)) = parse(&headers, &pq[..i]) {
-                let _ = verify(
-                    &auth,
-                    "GET",
-                    "/",
-                    &pq[..i],
-                    &headers,
-                    b"",
-                    "s",
-                    at(BOTO_NOW),
-                );
+                let _ = verify(&auth, "GET", "/", &pq[..i], &headers, b"", "s", at(BOTO_NOW));
             }
         }
         // verify with a hand-built, nonsensical ParsedAuth must not panic either.

@@ -14,9 +14,7 @@ fn invalid_zip() -> Error {
 }
 
 fn too_big() -> Error {
-    Error::InvalidParameter(format!(
-        "Unzipped size must be smaller than {UNZIPPED_CODE_BYTES} bytes"
-    ))
+    Error::InvalidParameter(format!("Unzipped size must be smaller than {UNZIPPED_CODE_BYTES} bytes"))
 }
 
 /// A relative path inside the package, or an error if the entry would escape it.

@@ -8,8 +8,8 @@ use crate::{
 use base64::Engine as _;
 use bytes::Bytes;
 use nimbus_model::function::{
-    validate_environment, validate_ephemeral_storage, validate_handler, validate_memory,
-    validate_role, validate_timeout,
+    validate_environment, validate_ephemeral_storage, validate_handler, validate_memory, validate_role,
+    validate_timeout,
 };
 use nimbus_model::{FunctionConfig, FunctionRef, PackageType, Runtime, Scope, limits};
 use nimbus_sandbox::Sandbox;
@@ -110,11 +110,24 @@ fn not_found(arn: &str) -> Error {
 }
 
 const RESERVED_ENV: &[&str] = &[
-    "_HANDLER", "_X_AMZN_TRACE_ID", "AWS_DEFAULT_REGION", "AWS_REGION", "AWS_EXECUTION_ENV",
-    "AWS_LAMBDA_FUNCTION_NAME", "AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "AWS_LAMBDA_FUNCTION_VERSION",
-    "AWS_LAMBDA_INITIALIZATION_TYPE", "AWS_LAMBDA_LOG_GROUP_NAME", "AWS_LAMBDA_LOG_STREAM_NAME",
-    "AWS_ACCESS_KEY", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
-    "AWS_LAMBDA_RUNTIME_API", "LAMBDA_TASK_ROOT", "LAMBDA_RUNTIME_DIR",
+    "_HANDLER",
+    "_X_AMZN_TRACE_ID",
+    "AWS_DEFAULT_REGION",
+    "AWS_REGION",
+    "AWS_EXECUTION_ENV",
+    "AWS_LAMBDA_FUNCTION_NAME",
+    "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
+    "AWS_LAMBDA_FUNCTION_VERSION",
+    "AWS_LAMBDA_INITIALIZATION_TYPE",
+    "AWS_LAMBDA_LOG_GROUP_NAME",
+    "AWS_LAMBDA_LOG_STREAM_NAME",
+    "AWS_ACCESS_KEY",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_LAMBDA_RUNTIME_API",
+    "LAMBDA_TASK_ROOT",
+    "LAMBDA_RUNTIME_DIR",
 ];
 
 fn check_environment(vars: &BTreeMap<String, String>) -> Result<(), Error> {
@@ -160,12 +173,15 @@ impl FunctionsEngine {
             let config: FunctionConfig = serde_json::from_slice(&v)
                 .map_err(|e| Error::Internal(format!("stored function {k} is unreadable: {e}")))?;
             let code_dir = engine.code_dir(&config.code_digest);
-            engine.functions.write().insert(k, Arc::new(FunctionEntry {
-                config: Arc::new(config),
-                code_dir,
-                idle: Mutex::new(Vec::new()),
-                retired: AtomicBool::new(false),
-            }));
+            engine.functions.write().insert(
+                k,
+                Arc::new(FunctionEntry {
+                    config: Arc::new(config),
+                    code_dir,
+                    idle: Mutex::new(Vec::new()),
+                    retired: AtomicBool::new(false),
+                }),
+            );
         }
         let engine = Arc::new(engine);
         engine.spawn_reaper();
@@ -197,7 +213,8 @@ impl FunctionsEngine {
                 for entry in entries {
                     let mut idle = entry.idle.lock();
                     idle.retain(|env| {
-                        let keep = env.last_used.lock().elapsed() < engine.cfg.env_idle_timeout && !env.is_dead();
+                        let keep =
+                            env.last_used.lock().elapsed() < engine.cfg.env_idle_timeout && !env.is_dead();
                         if !keep {
                             env.destroy();
                         }
@@ -216,12 +233,21 @@ impl FunctionsEngine {
         Ok((r, k))
     }
 
-    fn entry(&self, scope: &Scope, function: &str, qualifier: Option<&str>) -> Result<Arc<FunctionEntry>, Error> {
+    fn entry(
+        &self,
+        scope: &Scope,
+        function: &str,
+        qualifier: Option<&str>,
+    ) -> Result<Arc<FunctionEntry>, Error> {
         let (r, k) = self.resolve(scope, function)?;
         let qualifier = qualifier.or(r.qualifier.as_deref());
         let entry = self.functions.read().get(&k).cloned();
         let arn = || {
-            let base = Scope::new(r.account.clone().unwrap_or(scope.account.clone()), r.region.clone().unwrap_or(scope.region.clone())).function_arn(&r.name);
+            let base = Scope::new(
+                r.account.clone().unwrap_or(scope.account.clone()),
+                r.region.clone().unwrap_or(scope.region.clone()),
+            )
+            .function_arn(&r.name);
             match qualifier {
                 Some(q) => format!("{base}:{q}"),
                 None => base,
@@ -235,7 +261,12 @@ impl FunctionsEngine {
         }
     }
 
-    pub fn get_function(&self, scope: &Scope, function: &str, qualifier: Option<&str>) -> Result<Arc<FunctionConfig>, Error> {
+    pub fn get_function(
+        &self,
+        scope: &Scope,
+        function: &str,
+        qualifier: Option<&str>,
+    ) -> Result<Arc<FunctionConfig>, Error> {
         Ok(self.entry(scope, function, qualifier)?.config.clone())
     }
 
@@ -244,7 +275,12 @@ impl FunctionsEngine {
         Ok(self.blobs.get(digest)?)
     }
 
-    pub fn list_functions(&self, scope: &Scope, marker: Option<&str>, max_items: Option<usize>) -> Result<FunctionPage, Error> {
+    pub fn list_functions(
+        &self,
+        scope: &Scope,
+        marker: Option<&str>,
+        max_items: Option<usize>,
+    ) -> Result<FunctionPage, Error> {
         let max = max_items.unwrap_or(50).clamp(1, 50);
         let mut all: Vec<Arc<FunctionConfig>> = self
             .functions
@@ -309,9 +345,14 @@ impl FunctionsEngine {
     pub fn create_function(&self, scope: &Scope, req: CreateFunction) -> Result<Arc<FunctionConfig>, Error> {
         let r = FunctionRef::parse(&req.name)?;
         if r.qualifier.is_some() {
-            return Err(Error::InvalidParameter("Qualifiers are not allowed in CreateFunction's FunctionName.".into()));
+            return Err(Error::InvalidParameter(
+                "Qualifiers are not allowed in CreateFunction's FunctionName.".into(),
+            ));
         }
-        let scope = Scope::new(r.account.clone().unwrap_or(scope.account.clone()), r.region.clone().unwrap_or(scope.region.clone()));
+        let scope = Scope::new(
+            r.account.clone().unwrap_or(scope.account.clone()),
+            r.region.clone().unwrap_or(scope.region.clone()),
+        );
         match req.package_type.as_deref() {
             None | Some("Zip") => {}
             Some("Image") => {
@@ -340,12 +381,15 @@ impl FunctionsEngine {
         let environment = req.environment.unwrap_or_default();
         check_environment(&environment)?;
         if let Some(d) = &req.description
-            && d.len() > 256 {
-                return Err(Error::InvalidParameter("Description must be at most 256 characters.".into()));
-            }
+            && d.len() > 256
+        {
+            return Err(Error::InvalidParameter("Description must be at most 256 characters.".into()));
+        }
         let architectures = req.architectures.unwrap_or_else(|| vec!["x86_64".into()]);
         if architectures.len() != 1 || !["x86_64", "arm64"].contains(&architectures[0].as_str()) {
-            return Err(Error::InvalidParameter("Architectures must be exactly one of x86_64, arm64.".into()));
+            return Err(Error::InvalidParameter(
+                "Architectures must be exactly one of x86_64, arm64.".into(),
+            ));
         }
         let k = key(&scope.account, &scope.region, &r.name);
         let _w = self.writes.lock();
@@ -391,11 +435,12 @@ impl FunctionsEngine {
         let _w = self.writes.lock();
         let entry = self.entry(scope, function, None)?;
         if let Some(rev) = revision_id
-            && rev != entry.config.revision_id {
-                return Err(Error::PreconditionFailed(
+            && rev != entry.config.revision_id
+        {
+            return Err(Error::PreconditionFailed(
                     "The Revision Id provided does not match the latest Revision Id. Call the GetFunction/GetAlias API to retrieve the latest Revision Id".into(),
                 ));
-            }
+        }
         let mut config = (*entry.config).clone();
         change(&mut config)?;
         config.last_modified = nimbus_model::lambda_timestamp(chrono::Utc::now());
@@ -404,7 +449,12 @@ impl FunctionsEngine {
         Ok(self.install(config))
     }
 
-    pub fn update_configuration(&self, scope: &Scope, function: &str, req: UpdateConfiguration) -> Result<Arc<FunctionConfig>, Error> {
+    pub fn update_configuration(
+        &self,
+        scope: &Scope,
+        function: &str,
+        req: UpdateConfiguration,
+    ) -> Result<Arc<FunctionConfig>, Error> {
         self.modify(scope, function, req.revision_id.as_deref(), |c| {
             if let Some(r) = &req.runtime {
                 c.runtime = Some(Runtime::parse(r)?);
@@ -440,7 +490,12 @@ impl FunctionsEngine {
         })
     }
 
-    pub fn update_code(&self, scope: &Scope, function: &str, req: UpdateCode) -> Result<Arc<FunctionConfig>, Error> {
+    pub fn update_code(
+        &self,
+        scope: &Scope,
+        function: &str,
+        req: UpdateCode,
+    ) -> Result<Arc<FunctionConfig>, Error> {
         if req.dry_run {
             code::validate(&req.zip)?;
             return self.get_function(scope, function, None);
@@ -455,13 +510,19 @@ impl FunctionsEngine {
         })
     }
 
-    pub fn delete_function(&self, scope: &Scope, function: &str, qualifier: Option<&str>) -> Result<(), Error> {
+    pub fn delete_function(
+        &self,
+        scope: &Scope,
+        function: &str,
+        qualifier: Option<&str>,
+    ) -> Result<(), Error> {
         let _w = self.writes.lock();
         let (r, k) = self.resolve(scope, function)?;
         if let Some(q) = qualifier.or(r.qualifier.as_deref())
-            && q != "$LATEST" {
-                self.entry(scope, function, Some(q))?;
-            }
+            && q != "$LATEST"
+        {
+            self.entry(scope, function, Some(q))?;
+        }
         let entry = self.entry(scope, function, None)?;
         self.store.delete(COLLECTION, &k)?;
         self.functions.write().remove(&k);
@@ -540,14 +601,19 @@ impl FunctionsEngine {
         }
     }
 
-    async fn start_environment(&self, entry: &FunctionEntry) -> Result<(Arc<Environment>, Duration), StartError> {
+    async fn start_environment(
+        &self,
+        entry: &FunctionEntry,
+    ) -> Result<(Arc<Environment>, Duration), StartError> {
         if !entry.code_dir.join(".nimbus-unpacked").exists() {
             // Restarted with a fresh code cache: unpack again from the blob store.
             let zip = self
                 .blobs
                 .get(&entry.config.code_digest)
                 .map_err(|e| StartError::Internal(e.to_string()))?
-                .ok_or_else(|| StartError::Internal("deployment package is missing from the blob store".into()))?;
+                .ok_or_else(|| {
+                    StartError::Internal("deployment package is missing from the blob store".into())
+                })?;
             code::unpack_once(&zip, &entry.code_dir).map_err(|e| StartError::Internal(e.to_string()))?;
         }
         Environment::start(StartParams {
@@ -565,7 +631,11 @@ impl FunctionsEngine {
         .await
     }
 
-    async fn invoke_sync(&self, entry: Arc<FunctionEntry>, req: InvokeRequest) -> Result<InvokeResult, Error> {
+    async fn invoke_sync(
+        &self,
+        entry: Arc<FunctionEntry>,
+        req: InvokeRequest,
+    ) -> Result<InvokeResult, Error> {
         let _slot = self.acquire_slot(&entry.config.account)?;
         let config = entry.config.clone();
         let request_id = req.request_id.clone();
@@ -651,7 +721,13 @@ impl FunctionsEngine {
         } else {
             env.destroy();
         }
-        Ok(InvokeResult { status: 200, payload, function_error, log_tail, executed_version: config.version.clone() })
+        Ok(InvokeResult {
+            status: 200,
+            payload,
+            function_error,
+            log_tail,
+            executed_version: config.version.clone(),
+        })
     }
 
     fn init_failure(
@@ -672,7 +748,14 @@ impl FunctionsEngine {
             let lines = [
                 format!("START RequestId: {request_id} Version: {}", config.version),
                 format!("END RequestId: {request_id}"),
-                report_line(request_id, Duration::ZERO, config.memory_mb, 0, Some(init), &format!("\tStatus: error\tError Type: {error_type}")),
+                report_line(
+                    request_id,
+                    Duration::ZERO,
+                    config.memory_mb,
+                    0,
+                    Some(init),
+                    &format!("\tStatus: error\tError Type: {error_type}"),
+                ),
             ];
             for l in lines {
                 env.log(&l);
@@ -691,7 +774,14 @@ impl FunctionsEngine {
 }
 
 /// Lambda's REPORT line (tab-separated, as AWS writes it).
-fn report_line(request_id: &str, duration: Duration, memory_mb: u32, peak_mb: u64, init: Option<Duration>, note: &str) -> String {
+fn report_line(
+    request_id: &str,
+    duration: Duration,
+    memory_mb: u32,
+    peak_mb: u64,
+    init: Option<Duration>,
+    note: &str,
+) -> String {
     let ms = duration.as_secs_f64() * 1000.0;
     let billed = (ms.ceil() as u64).max(1);
     let mut line = format!(
@@ -749,7 +839,10 @@ mod tests {
     #[test]
     fn report_line_has_lambdas_fields() {
         let l = report_line("abc", Duration::from_micros(1500), 128, 20, Some(Duration::from_millis(12)), "");
-        assert_eq!(l, "REPORT RequestId: abc\tDuration: 1.50 ms\tBilled Duration: 2 ms\tMemory Size: 128 MB\tMax Memory Used: 20 MB\tInit Duration: 12.00 ms\t");
+        assert_eq!(
+            l,
+            "REPORT RequestId: abc\tDuration: 1.50 ms\tBilled Duration: 2 ms\tMemory Size: 128 MB\tMax Memory Used: 20 MB\tInit Duration: 12.00 ms\t"
+        );
         let l = report_line("abc", Duration::from_micros(100), 128, 20, None, "");
         assert!(!l.contains("Init Duration"));
     }

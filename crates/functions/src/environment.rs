@@ -27,7 +27,9 @@ pub(crate) struct Invocation {
 pub(crate) enum Outcome {
     Response(Bytes),
     /// The runtime reported an error (body is Lambda's error JSON).
-    Error { body: Bytes },
+    Error {
+        body: Bytes,
+    },
     /// The runtime process exited mid-invocation.
     Exited(ExitStatus),
 }
@@ -170,7 +172,11 @@ pub(crate) struct Environment {
 
 pub(crate) enum StartError {
     /// Initialisation failed; the body is the error Lambda returns for the invoke.
-    Init { body: Bytes, init: Duration, env: Option<Arc<Environment>> },
+    Init {
+        body: Bytes,
+        init: Duration,
+        env: Option<Arc<Environment>>,
+    },
     Internal(String),
 }
 
@@ -210,8 +216,13 @@ impl Environment {
         let (reader, writer) = std::io::pipe().map_err(|e| internal(&e))?;
         let rx = tokio::net::unix::pipe::Receiver::from_owned_fd(reader.into()).map_err(|e| internal(&e))?;
         let sink = {
-            let (logs, scope, group, stream, shared) =
-                (p.logs.clone(), log_scope.clone(), log_group.clone(), log_stream_name.clone(), shared.clone());
+            let (logs, scope, group, stream, shared) = (
+                p.logs.clone(),
+                log_scope.clone(),
+                log_group.clone(),
+                log_stream_name.clone(),
+                shared.clone(),
+            );
             Box::new(move |line: &str| {
                 if let Some(t) = shared.tail.lock().as_mut() {
                     t.push_str(line);
@@ -238,13 +249,22 @@ impl Environment {
                 p.python.to_path_buf(),
                 vec!["-u".into(), p.runtimes_dir.join("python/bootstrap.py").display().to_string()],
             ),
-            RuntimeFamily::Node => (
-                p.node.to_path_buf(),
-                vec![p.runtimes_dir.join("node/bootstrap.js").display().to_string()],
-            ),
+            RuntimeFamily::Node => {
+                (p.node.to_path_buf(), vec![p.runtimes_dir.join("node/bootstrap.js").display().to_string()])
+            }
             RuntimeFamily::Provided => (p.code_dir.join("bootstrap"), vec![]),
         };
-        let env = runtime_env(cfg, runtime, family, &addr.to_string(), &p.code_dir, &tmp_dir, &log_stream, p.endpoint_url, p.runtimes_dir);
+        let env = runtime_env(
+            cfg,
+            runtime,
+            family,
+            &addr.to_string(),
+            &p.code_dir,
+            &tmp_dir,
+            &log_stream,
+            p.endpoint_url,
+            p.runtimes_dir,
+        );
 
         let env_obj = Arc::new(Environment {
             id,
@@ -268,7 +288,11 @@ impl Environment {
                 "errorMessage": "Error: Couldn't find valid bootstrap(s): [/var/task/bootstrap /opt/bootstrap]",
             });
             env_obj.log("INIT_REPORT Init Duration: 0.00 ms\tPhase: init\tStatus: error\tError Type: Runtime.InvalidEntrypoint");
-            return Err(StartError::Init { body: Bytes::from(body.to_string()), init: started.elapsed(), env: None });
+            return Err(StartError::Init {
+                body: Bytes::from(body.to_string()),
+                init: started.elapsed(),
+                env: None,
+            });
         }
         let spec = SandboxSpec {
             program,
@@ -287,7 +311,11 @@ impl Environment {
             Err(e) => {
                 env_obj.destroy();
                 let body = serde_json::json!({"errorType": "Runtime.InvalidEntrypoint", "errorMessage": e.to_string()});
-                return Err(StartError::Init { body: Bytes::from(body.to_string()), init: started.elapsed(), env: None });
+                return Err(StartError::Init {
+                    body: Bytes::from(body.to_string()),
+                    init: started.elapsed(),
+                    env: None,
+                });
             }
         };
         let _ = shared.instance.set(instance);
@@ -301,9 +329,8 @@ impl Environment {
             });
         }
 
-        let init_limit = Duration::from_secs(
-            nimbus_model::limits::INIT_TIMEOUT_SECS.max(cfg.timeout_secs as u64),
-        );
+        let init_limit =
+            Duration::from_secs(nimbus_model::limits::INIT_TIMEOUT_SECS.max(cfg.timeout_secs as u64));
         let result = tokio::time::timeout(init_limit, init_rx).await;
         let init = started.elapsed();
         let failure = match result {
@@ -325,7 +352,12 @@ impl Environment {
                 });
                 (Bytes::from(body.to_string()), "Runtime.ExitError".to_string())
             }
-            Ok(Err(_)) => (Bytes::from_static(br#"{"errorType":"Runtime.Unknown","errorMessage":"Unknown application error occurred"}"#), "Runtime.Unknown".into()),
+            Ok(Err(_)) => (
+                Bytes::from_static(
+                    br#"{"errorType":"Runtime.Unknown","errorMessage":"Unknown application error occurred"}"#,
+                ),
+                "Runtime.Unknown".into(),
+            ),
             Err(_) => {
                 let body = serde_json::json!({
                     "errorType": "Sandbox.Timedout",
@@ -421,7 +453,8 @@ fn runtime_env(
     runtimes_dir: &std::path::Path,
 ) -> Vec<(String, String)> {
     let host_path = std::env::var("PATH").unwrap_or_else(|_| "/usr/local/bin:/usr/bin:/bin".into());
-    let mut env: Vec<(String, String)> = cfg.environment.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    let mut env: Vec<(String, String)> =
+        cfg.environment.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
     let mut set = |k: &str, v: String| env.push((k.to_string(), v));
     set("PATH", format!("{host_path}:/opt/bin"));
     set("LANG", "en_US.UTF-8".into());

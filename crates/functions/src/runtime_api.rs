@@ -87,12 +87,18 @@ async fn response(State(env): State<Arc<EnvShared>>, Path(id): Path<String>, bod
             )),
         };
         env.complete(&id, outcome);
-        return json(StatusCode::PAYLOAD_TOO_LARGE, r#"{"errorMessage":"Exceeded maximum allowed payload size (6291556 bytes).","errorType":"RequestEntityTooLarge"}"#);
+        return json(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            r#"{"errorMessage":"Exceeded maximum allowed payload size (6291556 bytes).","errorType":"RequestEntityTooLarge"}"#,
+        );
     }
     if env.complete(&id, Outcome::Response(body)) {
         json(StatusCode::ACCEPTED, r#"{"status":"OK"}"#)
     } else {
-        json(StatusCode::BAD_REQUEST, r#"{"errorMessage":"Invalid request ID","errorType":"InvalidRequestID"}"#)
+        json(
+            StatusCode::BAD_REQUEST,
+            r#"{"errorMessage":"Invalid request ID","errorType":"InvalidRequestID"}"#,
+        )
     }
 }
 
@@ -112,11 +118,19 @@ fn error_body(body: Bytes, headers: &HeaderMap) -> Bytes {
     )
 }
 
-async fn error(State(env): State<Arc<EnvShared>>, Path(id): Path<String>, headers: HeaderMap, body: Bytes) -> Response {
+async fn error(
+    State(env): State<Arc<EnvShared>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     if env.complete(&id, Outcome::Error { body: error_body(body, &headers) }) {
         json(StatusCode::ACCEPTED, r#"{"status":"OK"}"#)
     } else {
-        json(StatusCode::BAD_REQUEST, r#"{"errorMessage":"Invalid request ID","errorType":"InvalidRequestID"}"#)
+        json(
+            StatusCode::BAD_REQUEST,
+            r#"{"errorMessage":"Invalid request ID","errorType":"InvalidRequestID"}"#,
+        )
     }
 }
 

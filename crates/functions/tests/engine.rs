@@ -2,7 +2,7 @@
 //! Nimbus's Python bootstrap (needs `python3` on PATH, as the test script ensures).
 use bytes::Bytes;
 use nimbus_functions::{
-    Config, CreateFunction, Error, FunctionsEngine, InvocationType, InvokeRequest, Interpreter,
+    Config, CreateFunction, Error, FunctionsEngine, Interpreter, InvocationType, InvokeRequest,
     UpdateConfiguration,
 };
 use nimbus_model::Scope;
@@ -109,8 +109,12 @@ async fn warm_reuse_errors_timeouts_and_retirement() {
 
     let mut env = std::collections::BTreeMap::new();
     env.insert("GREETING".to_string(), "hi".to_string());
-    e.update_configuration(&Scope::default(), "f", UpdateConfiguration { environment: Some(env), ..Default::default() })
-        .unwrap();
+    e.update_configuration(
+        &Scope::default(),
+        "f",
+        UpdateConfiguration { environment: Some(env), ..Default::default() },
+    )
+    .unwrap();
     let updated = e.invoke(req("f", "{}")).await.unwrap();
     assert_eq!(json(&updated.payload)["greeting"], "hi");
     assert_eq!(json(&updated.payload)["n"], 1, "an update retires old environments");

@@ -100,27 +100,27 @@ impl FunctionRef {
             }
         };
         validate_function_name(name).map_err(|e| match e {
-            ValidationError::Constraint { constraint, .. } => ValidationError::Constraint {
-                field: "functionName",
-                value: input.to_string(),
-                constraint,
-            },
+            ValidationError::Constraint { constraint, .. } => {
+                ValidationError::Constraint { field: "functionName", value: input.to_string(), constraint }
+            }
             other => other,
         })?;
         if let Some(acct) = account
-            && (acct.len() != 12 || !acct.chars().all(|c| c.is_ascii_digit())) {
-                return Err(ValidationError::InvalidParameter(format!(
-                    "Invalid account id in function name: {input}"
-                )));
-            }
+            && (acct.len() != 12 || !acct.chars().all(|c| c.is_ascii_digit()))
+        {
+            return Err(ValidationError::InvalidParameter(format!(
+                "Invalid account id in function name: {input}"
+            )));
+        }
         if let Some(q) = qualifier
-            && !valid_qualifier(q) {
-                return Err(ValidationError::Constraint {
-                    field: "qualifier",
-                    value: q.to_string(),
-                    constraint: "Member must satisfy regular expression pattern: (|[a-zA-Z0-9$_-]+)".into(),
-                });
-            }
+            && !valid_qualifier(q)
+        {
+            return Err(ValidationError::Constraint {
+                field: "qualifier",
+                value: q.to_string(),
+                constraint: "Member must satisfy regular expression pattern: (|[a-zA-Z0-9$_-]+)".into(),
+            });
+        }
         Ok(FunctionRef {
             name: name.to_string(),
             qualifier: qualifier.map(str::to_string),

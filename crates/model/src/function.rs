@@ -24,14 +24,42 @@ const NODE: &[&str] = &["nodejs18.x", "nodejs20.x", "nodejs22.x", "nodejs24.x"];
 const PROVIDED: &[&str] = &["provided", "provided.al2", "provided.al2023"];
 /// Runtimes AWS has retired for function creation and updates.
 const DEPRECATED: &[&str] = &[
-    "nodejs", "nodejs4.3", "nodejs4.3-edge", "nodejs6.10", "nodejs8.10", "nodejs10.x", "nodejs12.x",
-    "nodejs14.x", "nodejs16.x", "python2.7", "python3.6", "python3.7", "python3.8", "dotnetcore1.0",
-    "dotnetcore2.0", "dotnetcore2.1", "dotnetcore3.1", "ruby2.5", "ruby2.7", "go1.x", "java8",
+    "nodejs",
+    "nodejs4.3",
+    "nodejs4.3-edge",
+    "nodejs6.10",
+    "nodejs8.10",
+    "nodejs10.x",
+    "nodejs12.x",
+    "nodejs14.x",
+    "nodejs16.x",
+    "python2.7",
+    "python3.6",
+    "python3.7",
+    "python3.8",
+    "dotnetcore1.0",
+    "dotnetcore2.0",
+    "dotnetcore2.1",
+    "dotnetcore3.1",
+    "ruby2.5",
+    "ruby2.7",
+    "go1.x",
+    "java8",
 ];
 /// Valid AWS runtimes whose language Nimbus does not run yet.
 const NOT_YET: &[&str] = &[
-    "java8.al2", "java11", "java17", "java21", "java25", "dotnet6", "dotnet8", "dotnet10", "ruby3.2",
-    "ruby3.3", "ruby3.4", "ruby4.0",
+    "java8.al2",
+    "java11",
+    "java17",
+    "java21",
+    "java25",
+    "dotnet6",
+    "dotnet8",
+    "dotnet10",
+    "ruby3.2",
+    "ruby3.3",
+    "ruby3.4",
+    "ruby4.0",
 ];
 
 impl Runtime {
@@ -44,7 +72,10 @@ impl Runtime {
                 "The runtime parameter of {s} is no longer supported for creating or updating AWS Lambda functions. We recommend you use a supported runtime while creating or updating functions."
             )
         } else if NOT_YET.contains(&s) {
-            format!("The runtime parameter of {s} is not supported by Nimbus yet. Supported runtimes: {}", Self::supported().join(", "))
+            format!(
+                "The runtime parameter of {s} is not supported by Nimbus yet. Supported runtimes: {}",
+                Self::supported().join(", ")
+            )
         } else {
             format!(
                 "Value {s} at 'runtime' failed to satisfy constraint: Member must satisfy enum value set: [{}] or be a valid ARN",
@@ -132,10 +163,7 @@ pub fn validate_timeout(secs: u32) -> Result<(), ValidationError> {
         return Err(ValidationError::Constraint {
             field: "timeout",
             value: secs.to_string(),
-            constraint: format!(
-                "Member must have value less than or equal to {}",
-                limits::TIMEOUT_SECS_MAX
-            ),
+            constraint: format!("Member must have value less than or equal to {}", limits::TIMEOUT_SECS_MAX),
         });
     }
     Ok(())
@@ -178,9 +206,8 @@ pub fn validate_role(role: &str) -> Result<(), ValidationError> {
         }
         let path = rest.strip_prefix("role")?;
         let path = path.strip_prefix('/').unwrap_or(path);
-        (!path.is_empty()
-            && path.chars().all(|c| c.is_ascii_alphanumeric() || "_+=,.@-/".contains(c)))
-        .then_some(())
+        (!path.is_empty() && path.chars().all(|c| c.is_ascii_alphanumeric() || "_+=,.@-/".contains(c)))
+            .then_some(())
     })();
     ok.ok_or_else(|| ValidationError::Constraint {
         field: "role",

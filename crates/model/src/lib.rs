@@ -14,7 +14,9 @@ pub use function::{FunctionConfig, PackageType, Runtime, RuntimeFamily};
 pub enum ValidationError {
     /// A value that breaks a length/pattern/range constraint of the wire model
     /// (AWS answers these with `ValidationException`).
-    #[error("1 validation error detected: Value '{value}' at '{field}' failed to satisfy constraint: {constraint}")]
+    #[error(
+        "1 validation error detected: Value '{value}' at '{field}' failed to satisfy constraint: {constraint}"
+    )]
     Constraint { field: &'static str, value: String, constraint: String },
     /// A well-formed value that the service refuses (`InvalidParameterValueException`).
     #[error("{0}")]

@@ -113,7 +113,9 @@ fn resolve_script(found: PathBuf, probe: &[&str]) -> PathBuf {
 
 fn choose_sandbox(arg: SandboxArg) -> anyhow::Result<(Arc<dyn Sandbox>, &'static str)> {
     match arg {
-        SandboxArg::Auto => Ok((Arc::new(ProcessSandbox), "auto: the process backend is the only one in this build")),
+        SandboxArg::Auto => {
+            Ok((Arc::new(ProcessSandbox), "auto: the process backend is the only one in this build"))
+        }
         SandboxArg::Process => Ok((Arc::new(ProcessSandbox), "forced by --sandbox process")),
         SandboxArg::Container => anyhow::bail!(
             "--sandbox container: the container backend (namespaces + cgroups) is not part of this build yet; use --sandbox process"
@@ -229,4 +231,3 @@ fn main() -> anyhow::Result<()> {
         Command::Server(args) => runtime.block_on(serve(args)),
     }
 }
-

@@ -82,7 +82,8 @@ fn set_rlimits(cmd: &mut std::process::Command, limits: Limits) {
             }
             setrlimit(Resource::RLIMIT_CORE, 0, 0).map_err(std::io::Error::from)?;
             // Die with the server (even on `kill -9`), so frozen environments never linger.
-            nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL).map_err(std::io::Error::from)?;
+            nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
+                .map_err(std::io::Error::from)?;
             Ok(())
         });
     }

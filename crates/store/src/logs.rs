@@ -98,7 +98,12 @@ impl LogStore {
         std::thread::Builder::new()
             .name("nimbus-log-writer".into())
             .spawn(move || writer_loop(writer, rx, done))?;
-        Ok(LogStore { tx: Mutex::new(tx), reader: Mutex::new(reader), queued: Arc::new(AtomicU64::new(0)), committed })
+        Ok(LogStore {
+            tx: Mutex::new(tx),
+            reader: Mutex::new(reader),
+            queued: Arc::new(AtomicU64::new(0)),
+            committed,
+        })
     }
 
     /// Queues an event; its group and stream are created on first use, as Lambda does.
@@ -113,7 +118,12 @@ impl LogStore {
         let (ack, done) = mpsc::channel();
         self.tx
             .lock()
-            .send(Command::CreateGroup { scope: scope.into(), group: group.into(), created_ms: now_ms(), ack })
+            .send(Command::CreateGroup {
+                scope: scope.into(),
+                group: group.into(),
+                created_ms: now_ms(),
+                ack,
+            })
             .map_err(|_| StoreError::WriterGone)?;
         done.recv().map_err(|_| StoreError::WriterGone)
     }
@@ -136,7 +146,12 @@ impl LogStore {
              FROM log_groups WHERE scope = ?1 AND substr(name, 1, length(?2)) = ?2 ORDER BY name",
         )?;
         let rows = stmt.query_map(params![scope, prefix], |r| {
-            Ok(LogGroupInfo { name: r.get(0)?, created_ms: r.get(1)?, retention_days: r.get(2)?, stored_bytes: r.get(3)? })
+            Ok(LogGroupInfo {
+                name: r.get(0)?,
+                created_ms: r.get(1)?,
+                retention_days: r.get(2)?,
+                stored_bytes: r.get(3)?,
+            })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
@@ -218,7 +233,8 @@ impl LogStore {
 }
 
 fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Command>, committed: Arc<AtomicU64>) {
-    let mut known_streams: HashSet<(std::sync::Arc<str>, std::sync::Arc<str>, std::sync::Arc<str>)> = HashSet::new();
+    let mut known_streams: HashSet<(std::sync::Arc<str>, std::sync::Arc<str>, std::sync::Arc<str>)> =
+        HashSet::new();
     while let Ok(first) = rx.recv() {
         // Take everything queued now into one transaction.
         let mut batch = vec![first];
@@ -255,7 +271,10 @@ fn write_batch(
     let ingestion = now_ms();
     // Per-stream (first ts, last ts, bytes) of this batch, applied once per stream, so
     // listings never scan events.
-    let mut stats: std::collections::HashMap<(std::sync::Arc<str>, std::sync::Arc<str>, std::sync::Arc<str>), (i64, i64, i64)> = Default::default();
+    let mut stats: std::collections::HashMap<
+        (std::sync::Arc<str>, std::sync::Arc<str>, std::sync::Arc<str>),
+        (i64, i64, i64),
+    > = Default::default();
     for cmd in batch {
         match cmd {
             Command::Append(ev) => {
@@ -296,8 +315,10 @@ fn write_batch(
              last_ingestion_ms = ?6, stored_bytes = stored_bytes + ?7 WHERE scope = ?1 AND grp = ?2 AND name = ?3",
         )?
         .execute(params![&*scope, &*group, &*stream, first, last, ingestion, bytes])?;
-        tx.prepare_cached("UPDATE log_groups SET stored_bytes = stored_bytes + ?3 WHERE scope = ?1 AND name = ?2")?
-            .execute(params![&*scope, &*group, bytes])?;
+        tx.prepare_cached(
+            "UPDATE log_groups SET stored_bytes = stored_bytes + ?3 WHERE scope = ?1 AND name = ?2",
+        )?
+        .execute(params![&*scope, &*group, bytes])?;
     }
     tx.commit()
 }
@@ -307,7 +328,13 @@ mod tests {
     use super::*;
 
     fn ev(stream: &str, ts: i64, msg: &str) -> LogEvent {
-        LogEvent { scope: "000000000000:us-east-1".into(), group: "/aws/lambda/f".into(), stream: stream.into(), timestamp_ms: ts, message: msg.into() }
+        LogEvent {
+            scope: "000000000000:us-east-1".into(),
+            group: "/aws/lambda/f".into(),
+            stream: stream.into(),
+            timestamp_ms: ts,
+            message: msg.into(),
+        }
     }
 
     #[test]
@@ -327,7 +354,9 @@ mod tests {
         let head = logs.events(scope, "/aws/lambda/f", "s1", None, None, None, None, 10, true).unwrap();
         assert_eq!(head.events.len(), 10);
         assert_eq!(head.events[0].3, "line 0\n");
-        let next = logs.events(scope, "/aws/lambda/f", "s1", None, None, Some(head.last_id), None, 100, true).unwrap();
+        let next = logs
+            .events(scope, "/aws/lambda/f", "s1", None, None, Some(head.last_id), None, 100, true)
+            .unwrap();
         assert_eq!(next.events.len(), 15);
         let tail = logs.events(scope, "/aws/lambda/f", "s1", None, None, None, None, 5, false).unwrap();
         assert_eq!(tail.events.last().unwrap().3, "line 24\n");

@@ -57,10 +57,10 @@ impl Store for SqliteStore {
     }
 
     fn delete(&self, collection: &str, key: &str) -> Result<bool, StoreError> {
-        let n = self.conn.lock().execute(
-            "DELETE FROM documents WHERE collection = ?1 AND key = ?2",
-            params![collection, key],
-        )?;
+        let n = self
+            .conn
+            .lock()
+            .execute("DELETE FROM documents WHERE collection = ?1 AND key = ?2", params![collection, key])?;
         Ok(n > 0)
     }
 
