@@ -38,6 +38,9 @@ pub struct Config {
     pub endpoint_url: String,
     pub python: Interpreter,
     pub node: Interpreter,
+    /// First retry delay of a failed asynchronous invocation (Lambda: about a minute);
+    /// the second waits twice as long.
+    pub async_retry_delay: Duration,
 }
 
 /// A language interpreter's path, which may be resolved in the background after start
@@ -185,7 +188,19 @@ impl FunctionsEngine {
         }
         let engine = Arc::new(engine);
         engine.spawn_reaper();
+        let pending = engine.recover_events()?;
+        if pending > 0 {
+            tracing::info!("resuming {pending} asynchronous invocations accepted before the restart");
+        }
         Ok(engine)
+    }
+
+    pub(crate) fn store(&self) -> &dyn Store {
+        self.store.as_ref()
+    }
+
+    pub(crate) fn async_retry_delay(&self) -> Duration {
+        self.cfg.async_retry_delay
     }
 
     pub fn sandbox_name(&self) -> &'static str {
@@ -574,13 +589,7 @@ impl FunctionsEngine {
                         limits::ASYNC_PAYLOAD_BYTES
                     )));
                 }
-                // Not yet durable: the queued form (with retries and DLQ) is its own issue.
-                let engine = self.clone();
-                tokio::spawn(async move {
-                    if let Err(e) = engine.invoke_sync(entry, req).await {
-                        tracing::warn!("async invoke failed: {e}");
-                    }
-                });
+                self.enqueue_event(crate::async_queue::QueuedEvent::new(&req))?;
                 Ok(InvokeResult {
                     status: 202,
                     payload: Bytes::new(),

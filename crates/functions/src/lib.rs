@@ -3,6 +3,7 @@
 //! concurrency limits and Lambda-format logs. Takes typed requests; knows no AWS wire.
 #![forbid(unsafe_code)]
 
+mod async_queue;
 pub mod code;
 mod engine;
 mod environment;

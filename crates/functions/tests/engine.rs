@@ -23,6 +23,7 @@ fn engine(dir: &std::path::Path, max_concurrency: usize) -> Arc<FunctionsEngine>
             endpoint_url: "http://127.0.0.1:1".into(),
             python: Interpreter::new("python3".into()),
             node: Interpreter::new("node".into()),
+            async_retry_delay: Duration::from_millis(100),
         },
         Arc::new(SqliteStore::open(&db).unwrap()),
         BlobStore::open(&dir.join("blobs")).unwrap(),

@@ -67,6 +67,9 @@ struct ServerArgs {
     #[arg(long, env = "NIMBUS_NO_FREEZE", num_args = 0..=1, default_value_t = false,
           default_missing_value = "true", value_parser = clap::builder::BoolishValueParser::new())]
     no_freeze: bool,
+    /// Seconds before the first retry of a failed asynchronous invocation (doubling after).
+    #[arg(long, env = "NIMBUS_ASYNC_RETRY_DELAY", default_value_t = 60.0)]
+    async_retry_delay: f64,
     /// Sandbox backend; `auto` picks the best one this host supports.
     #[arg(long, env = "NIMBUS_SANDBOX", value_enum, default_value = "auto")]
     sandbox: SandboxArg,
@@ -148,6 +151,7 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
             endpoint_url: endpoint_url.clone(),
             python: interpreter("python3", "NIMBUS_PYTHON", &["-c", "import sys; print(sys.executable)"]),
             node: interpreter("node", "NIMBUS_NODE", &["-e", "console.log(process.execPath)"]),
+            async_retry_delay: Duration::from_secs_f64(args.async_retry_delay.max(0.0)),
         },
         store,
         blobs,

@@ -1,0 +1,67 @@
+"""Asynchronous (`Event`) invocations: 202 at once, durable across `kill -9`, retried twice
+on function errors (Lambda's default), run at least once."""
+import json
+import time
+
+from nimbus_e2e import create_function, make_zip, unique_name, wait_until
+
+SINK = """
+import json, os, time
+def handler(event, context):
+    time.sleep(event.get("sleep", 0))
+    path = os.path.join(os.environ["OUT"], event["id"])
+    with open(path, "a") as f:
+        f.write(context.aws_request_id + "\\n")
+    if event.get("fail"):
+        raise RuntimeError("failing on purpose")
+    return {"ok": True}
+"""
+
+
+def _sink(s, tmp_path, name):
+    out = tmp_path / f"out-{name}"
+    out.mkdir()
+    create_function(s.lam, name, make_zip({"lambda_function.py": SINK}),
+                    Environment={"Variables": {"OUT": str(out)}}, Timeout=30)
+    return out
+
+
+def test_event_invocations_survive_kill_9(nimbus, tmp_path):
+    s = nimbus()
+    name = unique_name("asyncdur")
+    out = _sink(s, tmp_path, name)
+    ids = [f"e{i}" for i in range(12)]
+    for i in ids:
+        r = s.lam.invoke(FunctionName=name, InvocationType="Event",
+                         Payload=json.dumps({"id": i, "sleep": 1.5}).encode())
+        assert r["StatusCode"] == 202
+    s.kill9()                      # every event is in flight or queued, none finished
+    assert not any((out / i).exists() for i in ids)
+    s.restart()
+    wait_until(lambda: all((out / i).exists() for i in ids), 60, what="all events processed")
+
+
+def test_failed_event_is_retried_twice_with_the_same_request_id(nimbus, tmp_path):
+    s = nimbus("--async-retry-delay", "0.3")
+    name = unique_name("asyncretry")
+    out = _sink(s, tmp_path, name)
+    r = s.lam.invoke(FunctionName=name, InvocationType="Event",
+                     Payload=json.dumps({"id": "bad", "fail": True}).encode())
+    assert r["StatusCode"] == 202
+    request_id = r["ResponseMetadata"]["RequestId"]
+    wait_until(lambda: (out / "bad").exists() and len((out / "bad").read_text().split()) == 3, 20,
+               what="three attempts")
+    time.sleep(1.5)                # the retry delays were 0.3 s and 0.6 s: no fourth attempt comes
+    attempts = (out / "bad").read_text().split()
+    assert attempts == [request_id] * 3, attempts
+
+
+def test_event_payload_over_256_kb_is_refused(server):
+    name = unique_name("asyncbig")
+    create_function(server.lam, name, make_zip({"lambda_function.py": SINK}))
+    try:
+        server.lam.invoke(FunctionName=name, InvocationType="Event",
+                          Payload=json.dumps({"id": "x", "pad": "a" * 300_000}).encode())
+        raise AssertionError("expected RequestTooLargeException")
+    except server.lam.exceptions.RequestTooLargeException as e:
+        assert e.response["ResponseMetadata"]["HTTPStatusCode"] == 413
