@@ -42,6 +42,12 @@ pub fn routes() -> Router<AppState> {
         .route("/2015-03-31/functions/{name}/code", axum::routing::put(update_code))
         .route("/2015-03-31/functions/{name}/invocations", axum::routing::post(invoke))
         .route("/_nimbus/code/{digest}", get(download_code))
+        .route("/2015-03-31/functions/{name}/versions", get(list_versions).post(publish_version))
+        .route("/2015-03-31/functions/{name}/aliases", get(list_aliases).post(create_alias))
+        .route(
+            "/2015-03-31/functions/{name}/aliases/{alias}",
+            get(get_alias).put(update_alias).delete(delete_alias),
+        )
         .route("/2016-08-19/account-settings", get(account_settings))
         .route("/2016-08-19/account-settings/", get(account_settings))
 }
@@ -180,7 +186,7 @@ struct LoggingOut {
 fn configuration(c: &FunctionConfig) -> ConfigurationOut<'_> {
     ConfigurationOut {
         function_name: &c.name,
-        function_arn: c.arn(),
+        function_arn: c.version_arn(),
         runtime: c.runtime.as_ref().map(|r| r.as_str()),
         role: &c.role,
         handler: c.handler.as_deref(),
@@ -272,6 +278,7 @@ struct CreateFunctionInput {
     architectures: Option<Vec<String>>,
     package_type: Option<String>,
     tags: Option<BTreeMap<String, String>>,
+    publish: Option<bool>,
 }
 
 async fn create_function(
@@ -312,6 +319,11 @@ async fn create_function(
             tags: input.tags.unwrap_or_default(),
         },
     )?;
+    let config = if input.publish.unwrap_or(false) {
+        s.functions.publish_version(&ctx.scope, &config.name, None, None, None)?
+    } else {
+        config
+    };
     Ok(json_response(StatusCode::CREATED, configuration(&config)))
 }
 
@@ -439,6 +451,7 @@ struct UpdateCodeInput {
     s3_bucket: Option<String>,
     revision_id: Option<String>,
     dry_run: Option<bool>,
+    publish: Option<bool>,
 }
 
 async fn update_code(
@@ -457,6 +470,11 @@ async fn update_code(
         &name,
         UpdateCode { zip, revision_id: input.revision_id, dry_run: input.dry_run.unwrap_or(false) },
     )?;
+    let c = if input.publish.unwrap_or(false) && !input.dry_run.unwrap_or(false) {
+        s.functions.publish_version(&ctx.scope, &name, None, None, None)?
+    } else {
+        c
+    };
     Ok(json_response(StatusCode::OK, configuration(&c)))
 }
 
@@ -546,4 +564,173 @@ async fn invoke(
         h.insert("x-amz-log-result", tail);
     }
     Ok(resp)
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase")]
+struct PublishVersionInput {
+    code_sha256: Option<String>,
+    description: Option<String>,
+    revision_id: Option<String>,
+}
+
+fn parse_optional<T: DeserializeOwned + Default>(body: &[u8]) -> Result<T, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) { Ok(T::default()) } else { parse_body(body) }
+}
+
+async fn publish_version(
+    State(s): State<AppState>,
+    Extension(ctx): Extension<RequestContext>,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> LambdaResult {
+    let input: PublishVersionInput = parse_optional(&body)?;
+    let c = s.functions.publish_version(
+        &ctx.scope,
+        &name,
+        input.code_sha256.as_deref(),
+        input.description,
+        input.revision_id.as_deref(),
+    )?;
+    Ok(json_response(StatusCode::CREATED, configuration(&c)))
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct ListVersionsOut<'a> {
+    versions: Vec<ConfigurationOut<'a>>,
+}
+
+async fn list_versions(
+    State(s): State<AppState>,
+    Extension(ctx): Extension<RequestContext>,
+    Path(name): Path<String>,
+) -> LambdaResult {
+    let versions = s.functions.list_versions(&ctx.scope, &name)?;
+    Ok(json_response(StatusCode::OK, ListVersionsOut { versions: versions.iter().map(|c| configuration(c)).collect() }))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase")]
+struct RoutingConfigInput {
+    additional_version_weights: Option<BTreeMap<String, f64>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase")]
+struct AliasInput {
+    name: Option<String>,
+    function_version: Option<String>,
+    description: Option<String>,
+    routing_config: Option<RoutingConfigInput>,
+    revision_id: Option<String>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct AliasOut<'a> {
+    alias_arn: String,
+    name: &'a str,
+    function_version: &'a str,
+    description: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    routing_config: Option<RoutingOut<'a>>,
+    revision_id: &'a str,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct RoutingOut<'a> {
+    additional_version_weights: &'a BTreeMap<String, f64>,
+}
+
+fn alias_out(a: &nimbus_model::Alias) -> AliasOut<'_> {
+    AliasOut {
+        alias_arn: a.arn(),
+        name: &a.name,
+        function_version: &a.function_version,
+        description: &a.description,
+        routing_config: (!a.additional_version_weights.is_empty())
+            .then_some(RoutingOut { additional_version_weights: &a.additional_version_weights }),
+        revision_id: &a.revision_id,
+    }
+}
+
+async fn create_alias(
+    State(s): State<AppState>,
+    Extension(ctx): Extension<RequestContext>,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> LambdaResult {
+    let input: AliasInput = parse_body(&body)?;
+    let alias_name = required(input.name, "name")?;
+    let version = required(input.function_version, "functionVersion")?;
+    let a = s.functions.create_alias(
+        &ctx.scope,
+        &name,
+        &alias_name,
+        &version,
+        input.description,
+        input.routing_config.and_then(|r| r.additional_version_weights).unwrap_or_default(),
+    )?;
+    Ok(json_response(StatusCode::CREATED, alias_out(&a)))
+}
+
+async fn get_alias(
+    State(s): State<AppState>,
+    Extension(ctx): Extension<RequestContext>,
+    Path((name, alias)): Path<(String, String)>,
+) -> LambdaResult {
+    let a = s.functions.get_alias(&ctx.scope, &name, &alias)?;
+    Ok(json_response(StatusCode::OK, alias_out(&a)))
+}
+
+async fn update_alias(
+    State(s): State<AppState>,
+    Extension(ctx): Extension<RequestContext>,
+    Path((name, alias)): Path<(String, String)>,
+    body: Bytes,
+) -> LambdaResult {
+    let input: AliasInput = parse_optional(&body)?;
+    let a = s.functions.update_alias(
+        &ctx.scope,
+        &name,
+        &alias,
+        input.function_version,
+        input.description,
+        input.routing_config.map(|r| r.additional_version_weights.unwrap_or_default()),
+        input.revision_id.as_deref(),
+    )?;
+    Ok(json_response(StatusCode::OK, alias_out(&a)))
+}
+
+async fn delete_alias(
+    State(s): State<AppState>,
+    Extension(ctx): Extension<RequestContext>,
+    Path((name, alias)): Path<(String, String)>,
+) -> LambdaResult {
+    s.functions.delete_alias(&ctx.scope, &name, &alias)?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+#[derive(Deserialize)]
+struct ListAliasesQuery {
+    #[serde(rename = "FunctionVersion")]
+    function_version: Option<String>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct ListAliasesOut<'a> {
+    aliases: Vec<AliasOut<'a>>,
+}
+
+async fn list_aliases(
+    State(s): State<AppState>,
+    Extension(ctx): Extension<RequestContext>,
+    Path(name): Path<String>,
+    Query(q): Query<ListAliasesQuery>,
+) -> LambdaResult {
+    let aliases = s.functions.list_aliases(&ctx.scope, &name, q.function_version.as_deref())?;
+    Ok(json_response(StatusCode::OK, ListAliasesOut { aliases: aliases.iter().map(|a| alias_out(a)).collect() }))
 }

@@ -11,7 +11,7 @@ use nimbus_model::function::{
     validate_environment, validate_ephemeral_storage, validate_handler, validate_memory, validate_role,
     validate_timeout,
 };
-use nimbus_model::{FunctionConfig, FunctionRef, PackageType, Runtime, Scope, limits};
+use nimbus_model::{Alias, FunctionConfig, FunctionRef, PackageType, Runtime, Scope, limits};
 use nimbus_sandbox::Sandbox;
 use nimbus_store::{BlobStore, LogStore, Store};
 use parking_lot::{Mutex, RwLock};
@@ -88,7 +88,10 @@ pub struct FunctionsEngine {
     logs: Arc<LogStore>,
     sandbox: Arc<dyn Sandbox>,
     runtimes_dir: PathBuf,
+    /// `$LATEST` and published versions, by `entry_key`.
     functions: RwLock<HashMap<String, Arc<FunctionEntry>>>,
+    /// Aliases by `acct:region:name:alias`.
+    aliases: RwLock<HashMap<String, Arc<Alias>>>,
     /// In-flight invocations per account.
     concurrency: Mutex<HashMap<String, Arc<AtomicUsize>>>,
     /// Serialises control-plane writes so read-modify-write updates do not interleave.
@@ -98,6 +101,16 @@ pub struct FunctionsEngine {
 fn key(account: &str, region: &str, name: &str) -> String {
     format!("{account}:{region}:{name}")
 }
+
+/// Registry and store key of one configuration: `acct:region:name` for `$LATEST`,
+/// `acct:region:name:N` for a published version.
+fn entry_key(c: &FunctionConfig) -> String {
+    let base = key(&c.account, &c.region, &c.name);
+    if c.version == "$LATEST" { base } else { format!("{base}:{}", c.version) }
+}
+
+const ALIASES: &str = "lambda.aliases";
+const VERSION_COUNTERS: &str = "lambda.version-counters";
 
 /// Holds one unit of account concurrency until dropped.
 struct ConcurrencySlot(Arc<AtomicUsize>);
@@ -169,6 +182,7 @@ impl FunctionsEngine {
             sandbox,
             runtimes_dir,
             functions: RwLock::new(HashMap::new()),
+            aliases: RwLock::new(HashMap::new()),
             concurrency: Mutex::new(HashMap::new()),
             writes: Mutex::new(()),
         };
@@ -185,6 +199,11 @@ impl FunctionsEngine {
                     retired: AtomicBool::new(false),
                 }),
             );
+        }
+        for (k, v) in engine.store.list(ALIASES)? {
+            let alias: Alias = serde_json::from_slice(&v)
+                .map_err(|e| Error::Internal(format!("stored alias {k} is unreadable: {e}")))?;
+            engine.aliases.write().insert(k, Arc::new(alias));
         }
         let engine = Arc::new(engine);
         engine.spawn_reaper();
@@ -254,9 +273,21 @@ impl FunctionsEngine {
         function: &str,
         qualifier: Option<&str>,
     ) -> Result<Arc<FunctionEntry>, Error> {
+        self.entry_routed(scope, function, qualifier, None)
+    }
+
+    /// Resolves a function and qualifier (`$LATEST`, a version or an alias) to the
+    /// configuration that serves it. With `roll`, an alias routes by its weights;
+    /// without, it resolves to its primary version.
+    fn entry_routed(
+        &self,
+        scope: &Scope,
+        function: &str,
+        qualifier: Option<&str>,
+        roll: Option<f64>,
+    ) -> Result<Arc<FunctionEntry>, Error> {
         let (r, k) = self.resolve(scope, function)?;
         let qualifier = qualifier.or(r.qualifier.as_deref());
-        let entry = self.functions.read().get(&k).cloned();
         let arn = || {
             let base = Scope::new(
                 r.account.clone().unwrap_or(scope.account.clone()),
@@ -268,12 +299,23 @@ impl FunctionsEngine {
                 None => base,
             }
         };
-        let entry = entry.ok_or_else(|| not_found(&arn()))?;
-        match qualifier {
-            None | Some("$LATEST") => Ok(entry),
-            // Versions and aliases arrive with PublishVersion/CreateAlias.
-            Some(_) => Err(not_found(&arn())),
+        let functions = self.functions.read();
+        let latest = functions.get(&k).cloned().ok_or_else(|| not_found(&arn()))?;
+        let version = match qualifier {
+            None | Some("$LATEST") => return Ok(latest),
+            Some(q) if q.chars().all(|c| c.is_ascii_digit()) => q.to_string(),
+            Some(alias) => {
+                let a = self.aliases.read().get(&format!("{k}:{alias}")).cloned().ok_or_else(|| not_found(&arn()))?;
+                match roll {
+                    Some(roll) => a.route(roll).to_string(),
+                    None => a.function_version.clone(),
+                }
+            }
+        };
+        if version == "$LATEST" {
+            return Ok(latest);
         }
+        functions.get(&format!("{k}:{version}")).cloned().ok_or_else(|| not_found(&arn()))
     }
 
     pub fn get_function(
@@ -301,7 +343,9 @@ impl FunctionsEngine {
             .functions
             .read()
             .values()
-            .filter(|e| e.config.account == scope.account && e.config.region == scope.region)
+            .filter(|e| {
+                e.config.account == scope.account && e.config.region == scope.region && e.config.version == "$LATEST"
+            })
             .map(|e| e.config.clone())
             .collect();
         all.sort_by(|a, b| a.name.cmp(&b.name));
@@ -338,7 +382,7 @@ impl FunctionsEngine {
 
     fn persist(&self, config: &FunctionConfig) -> Result<(), Error> {
         let bytes = serde_json::to_vec(config).map_err(|e| Error::Internal(e.to_string()))?;
-        self.store.put(COLLECTION, &key(&config.account, &config.region, &config.name), &bytes)?;
+        self.store.put(COLLECTION, &entry_key(config), &bytes)?;
         Ok(())
     }
 
@@ -350,8 +394,7 @@ impl FunctionsEngine {
             idle: Mutex::new(Vec::new()),
             retired: AtomicBool::new(false),
         });
-        let k = key(&config.account, &config.region, &config.name);
-        if let Some(old) = self.functions.write().insert(k, entry) {
+        if let Some(old) = self.functions.write().insert(entry_key(&config), entry) {
             old.retire();
         }
         config
@@ -525,24 +568,290 @@ impl FunctionsEngine {
         })
     }
 
-    pub fn delete_function(
+    /// Deletes the function (all versions and aliases), or one published version.
+    pub fn delete_function(&self, scope: &Scope, function: &str, qualifier: Option<&str>) -> Result<(), Error> {
+        let _w = self.writes.lock();
+        let (r, k) = self.resolve(scope, function)?;
+        let latest = self.entry(scope, function, None)?;
+        match qualifier.or(r.qualifier.as_deref()) {
+            None | Some("$LATEST") => {
+                let prefix = format!("{k}:");
+                let doomed: Vec<String> =
+                    self.functions.read().keys().filter(|key| key.starts_with(&prefix)).cloned().collect();
+                for key in doomed {
+                    self.store.delete(COLLECTION, &key)?;
+                    if let Some(e) = self.functions.write().remove(&key) {
+                        e.retire();
+                    }
+                }
+                let aliases: Vec<String> =
+                    self.aliases.read().keys().filter(|key| key.starts_with(&prefix)).cloned().collect();
+                for key in aliases {
+                    self.store.delete(ALIASES, &key)?;
+                    self.aliases.write().remove(&key);
+                }
+                self.store.delete(VERSION_COUNTERS, &k)?;
+                self.store.delete(COLLECTION, &k)?;
+                self.functions.write().remove(&k);
+                latest.retire();
+            }
+            Some(q) if q.chars().all(|c| c.is_ascii_digit()) => {
+                let vk = format!("{k}:{q}");
+                let version = self.functions.read().get(&vk).cloned().ok_or_else(|| {
+                    not_found(&format!("{}:{q}", latest.config.arn()))
+                })?;
+                let users: Vec<String> = self
+                    .aliases
+                    .read()
+                    .values()
+                    .filter(|a| {
+                        a.function_name == latest.config.name
+                            && a.account == latest.config.account
+                            && (a.function_version == q || a.additional_version_weights.contains_key(q))
+                    })
+                    .map(|a| a.arn())
+                    .collect();
+                if !users.is_empty() {
+                    return Err(Error::Conflict(format!(
+                        "Unable to delete version because the following aliases reference it: [{}]",
+                        users.join(", ")
+                    )));
+                }
+                self.store.delete(COLLECTION, &vk)?;
+                self.functions.write().remove(&vk);
+                version.retire();
+            }
+            Some(_) => {
+                return Err(Error::InvalidParameter(
+                    "Deletion of aliases is not supported through DeleteFunction; use DeleteAlias.".into(),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// PublishVersion: an immutable snapshot of `$LATEST`. Publishing an unchanged
+    /// `$LATEST` again returns the latest version, as Lambda does.
+    pub fn publish_version(
         &self,
         scope: &Scope,
         function: &str,
-        qualifier: Option<&str>,
-    ) -> Result<(), Error> {
+        code_sha256: Option<&str>,
+        description: Option<String>,
+        revision_id: Option<&str>,
+    ) -> Result<Arc<FunctionConfig>, Error> {
         let _w = self.writes.lock();
-        let (r, k) = self.resolve(scope, function)?;
-        if let Some(q) = qualifier.or(r.qualifier.as_deref())
-            && q != "$LATEST"
+        let latest = self.entry(scope, function, None)?;
+        let c = &latest.config;
+        if let Some(rev) = revision_id
+            && rev != c.revision_id
         {
-            self.entry(scope, function, Some(q))?;
+            return Err(Error::PreconditionFailed(
+                "The Revision Id provided does not match the latest Revision Id. Call the GetFunction/GetAlias API to retrieve the latest Revision Id".into(),
+            ));
         }
-        let entry = self.entry(scope, function, None)?;
-        self.store.delete(COLLECTION, &k)?;
-        self.functions.write().remove(&k);
-        entry.retire();
+        if let Some(sha) = code_sha256
+            && sha != c.code_sha256
+        {
+            return Err(Error::InvalidParameter(format!(
+                "CodeSHA256 ({sha}) is different from current CodeSHA256 in $LATEST ({}). Please try publishing again.",
+                c.code_sha256
+            )));
+        }
+        let k = key(&c.account, &c.region, &c.name);
+        let last: u32 = self
+            .store
+            .get(VERSION_COUNTERS, &k)?
+            .and_then(|b| String::from_utf8(b).ok())
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        if last > 0
+            && let Some(prev) = self.functions.read().get(&format!("{k}:{last}"))
+        {
+            let same = |a: &FunctionConfig, b: &FunctionConfig| {
+                let mut a = a.clone();
+                a.version = b.version.clone();
+                a.revision_id = b.revision_id.clone();
+                a.last_modified = b.last_modified.clone();
+                a.description = b.description.clone();
+                a == *b
+            };
+            if same(c, &prev.config) {
+                return Ok(prev.config.clone());
+            }
+        }
+        let n = last + 1;
+        self.store.put(VERSION_COUNTERS, &k, n.to_string().as_bytes())?;
+        let mut version = (**c).clone();
+        version.version = n.to_string();
+        version.revision_id = uuid::Uuid::new_v4().to_string();
+        version.last_modified = nimbus_model::lambda_timestamp(chrono::Utc::now());
+        if let Some(d) = description {
+            version.description = d;
+        }
+        self.persist(&version)?;
+        Ok(self.install(version))
+    }
+
+    /// `$LATEST` followed by the published versions in order.
+    pub fn list_versions(&self, scope: &Scope, function: &str) -> Result<Vec<Arc<FunctionConfig>>, Error> {
+        let latest = self.entry(scope, function, None)?;
+        let prefix = format!("{}:", key(&latest.config.account, &latest.config.region, &latest.config.name));
+        let mut versions: Vec<Arc<FunctionConfig>> = self
+            .functions
+            .read()
+            .iter()
+            .filter(|(k, _)| k.starts_with(&prefix))
+            .map(|(_, e)| e.config.clone())
+            .collect();
+        versions.sort_by_key(|c| c.version.parse::<u64>().unwrap_or(0));
+        versions.insert(0, latest.config.clone());
+        Ok(versions)
+    }
+
+    fn check_alias_target(&self, k: &str, arn: &str, version: &str, weights: &BTreeMap<String, f64>) -> Result<(), Error> {
+        let exists = |v: &str| v == "$LATEST" || self.functions.read().contains_key(&format!("{k}:{v}"));
+        if !exists(version) {
+            return Err(Error::NotFound(format!("Function not found: {arn}:{version}")));
+        }
+        if weights.len() > 1 {
+            return Err(Error::InvalidParameter("Number of items in AdditionalVersionWeights cannot be greater than 1".into()));
+        }
+        for (v, w) in weights {
+            if !(0.0..=1.0).contains(w) {
+                return Err(Error::InvalidParameter(format!("Invalid weight {w} for version {v}: weights are between 0.0 and 1.0")));
+            }
+            if version == "$LATEST" || v == "$LATEST" {
+                return Err(Error::InvalidParameter(
+                    "$LATEST is not supported for an alias pointing to more than 1 version".into(),
+                ));
+            }
+            if v == version {
+                return Err(Error::InvalidParameter(format!(
+                    "Invalid function version {v}. Function version {v} is already included in routing configuration."
+                )));
+            }
+            if !exists(v) {
+                return Err(Error::NotFound(format!("Function not found: {arn}:{v}")));
+            }
+        }
         Ok(())
+    }
+
+    pub fn create_alias(
+        &self,
+        scope: &Scope,
+        function: &str,
+        name: &str,
+        version: &str,
+        description: Option<String>,
+        weights: BTreeMap<String, f64>,
+    ) -> Result<Arc<Alias>, Error> {
+        nimbus_model::function::validate_alias_name(name)?;
+        let _w = self.writes.lock();
+        let latest = self.entry(scope, function, None)?;
+        let c = &latest.config;
+        let k = key(&c.account, &c.region, &c.name);
+        self.check_alias_target(&k, &c.arn(), version, &weights)?;
+        let ak = format!("{k}:{name}");
+        if self.aliases.read().contains_key(&ak) {
+            return Err(Error::Conflict(format!("Alias already exists: {}:{name}", c.arn())));
+        }
+        let alias = Alias {
+            name: name.to_string(),
+            function_name: c.name.clone(),
+            account: c.account.clone(),
+            region: c.region.clone(),
+            function_version: version.to_string(),
+            description: description.unwrap_or_default(),
+            additional_version_weights: weights,
+            revision_id: uuid::Uuid::new_v4().to_string(),
+        };
+        self.save_alias(ak, alias)
+    }
+
+    fn save_alias(&self, ak: String, alias: Alias) -> Result<Arc<Alias>, Error> {
+        let bytes = serde_json::to_vec(&alias).map_err(|e| Error::Internal(e.to_string()))?;
+        self.store.put(ALIASES, &ak, &bytes)?;
+        let alias = Arc::new(alias);
+        self.aliases.write().insert(ak, alias.clone());
+        Ok(alias)
+    }
+
+    fn alias_key(&self, scope: &Scope, function: &str, name: &str) -> Result<(String, Arc<FunctionEntry>), Error> {
+        let latest = self.entry(scope, function, None)?;
+        let c = &latest.config;
+        Ok((format!("{}:{name}", key(&c.account, &c.region, &c.name)), latest))
+    }
+
+    pub fn get_alias(&self, scope: &Scope, function: &str, name: &str) -> Result<Arc<Alias>, Error> {
+        let (ak, latest) = self.alias_key(scope, function, name)?;
+        self.aliases
+            .read()
+            .get(&ak)
+            .cloned()
+            .ok_or_else(|| Error::NotFound(format!("Cannot find alias arn: {}:{name}", latest.config.arn())))
+    }
+
+    /// UpdateAlias: only the given fields change.
+    pub fn update_alias(
+        &self,
+        scope: &Scope,
+        function: &str,
+        name: &str,
+        version: Option<String>,
+        description: Option<String>,
+        weights: Option<BTreeMap<String, f64>>,
+        revision_id: Option<&str>,
+    ) -> Result<Arc<Alias>, Error> {
+        let _w = self.writes.lock();
+        let current = self.get_alias(scope, function, name)?;
+        if let Some(rev) = revision_id
+            && rev != current.revision_id
+        {
+            return Err(Error::PreconditionFailed(
+                "The Revision Id provided does not match the latest Revision Id. Call the GetFunction/GetAlias API to retrieve the latest Revision Id".into(),
+            ));
+        }
+        let (ak, latest) = self.alias_key(scope, function, name)?;
+        let mut alias = (*current).clone();
+        if let Some(v) = version {
+            alias.function_version = v;
+        }
+        if let Some(d) = description {
+            alias.description = d;
+        }
+        if let Some(w) = weights {
+            alias.additional_version_weights = w;
+        }
+        let k = key(&latest.config.account, &latest.config.region, &latest.config.name);
+        self.check_alias_target(&k, &latest.config.arn(), &alias.function_version, &alias.additional_version_weights)?;
+        alias.revision_id = uuid::Uuid::new_v4().to_string();
+        self.save_alias(ak, alias)
+    }
+
+    pub fn delete_alias(&self, scope: &Scope, function: &str, name: &str) -> Result<(), Error> {
+        let _w = self.writes.lock();
+        let (ak, _) = self.alias_key(scope, function, name)?;
+        self.store.delete(ALIASES, &ak)?;
+        self.aliases.write().remove(&ak);
+        Ok(())
+    }
+
+    /// Aliases of a function, optionally only those pointing at `version`.
+    pub fn list_aliases(&self, scope: &Scope, function: &str, version: Option<&str>) -> Result<Vec<Arc<Alias>>, Error> {
+        let latest = self.entry(scope, function, None)?;
+        let c = &latest.config;
+        let mut out: Vec<Arc<Alias>> = self
+            .aliases
+            .read()
+            .values()
+            .filter(|a| a.function_name == c.name && a.account == c.account && a.region == c.region)
+            .filter(|a| version.is_none_or(|v| a.function_version == v))
+            .cloned()
+            .collect();
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
     }
 
     fn acquire_slot(&self, account: &str) -> Result<ConcurrencySlot, Error> {
@@ -561,7 +870,7 @@ impl FunctionsEngine {
     /// GetAccountSettings' figures for an account: (function count, total code bytes, limit).
     pub fn account_usage(&self, account: &str) -> (usize, u64, usize) {
         let functions = self.functions.read();
-        let mine = functions.values().filter(|e| e.config.account == account);
+        let mine = functions.values().filter(|e| e.config.account == account && e.config.version == "$LATEST");
         let (count, bytes) = mine.fold((0, 0), |(n, b), e| (n + 1, b + e.config.code_size));
         (count, bytes, self.cfg.max_concurrency)
     }
@@ -571,8 +880,12 @@ impl FunctionsEngine {
         self.concurrency.lock().get(account).map(|c| c.load(Ordering::SeqCst)).unwrap_or(0)
     }
 
-    pub async fn invoke(self: &Arc<Self>, req: InvokeRequest) -> Result<InvokeResult, Error> {
-        let entry = self.entry(&req.scope, &req.function, req.qualifier.as_deref())?;
+    pub async fn invoke(self: &Arc<Self>, mut req: InvokeRequest) -> Result<InvokeResult, Error> {
+        if req.qualifier.is_none() {
+            // `name:qualifier` and qualified ARNs name the qualifier too.
+            req.qualifier = FunctionRef::parse(&req.function)?.qualifier;
+        }
+        let entry = self.entry_routed(&req.scope, &req.function, req.qualifier.as_deref(), Some(fastrand::f64()))?;
         let version = entry.config.version.clone();
         match req.invocation_type {
             InvocationType::DryRun => Ok(InvokeResult {

@@ -139,8 +139,14 @@ pub struct FunctionConfig {
 }
 
 impl FunctionConfig {
+    /// The unqualified function ARN.
     pub fn arn(&self) -> String {
         format!("arn:aws:lambda:{}:{}:function:{}", self.region, self.account, self.name)
+    }
+    /// The ARN Lambda reports for this configuration: unqualified for `$LATEST`,
+    /// `…:function:name:N` for a published version.
+    pub fn version_arn(&self) -> String {
+        if self.version == "$LATEST" { self.arn() } else { format!("{}:{}", self.arn(), self.version) }
     }
     pub fn log_group(&self) -> String {
         format!("/aws/lambda/{}", self.name)
@@ -268,5 +274,80 @@ mod tests {
         assert!(validate_environment(&env).is_ok());
         env.insert("1bad".to_string(), "x".to_string());
         assert!(validate_environment(&env).is_err());
+    }
+}
+
+/// A function alias: a name for a version, optionally shifting a share of traffic to a
+/// second version (`RoutingConfig.AdditionalVersionWeights`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Alias {
+    pub name: String,
+    pub function_name: String,
+    pub account: String,
+    pub region: String,
+    pub function_version: String,
+    pub description: String,
+    pub additional_version_weights: BTreeMap<String, f64>,
+    pub revision_id: String,
+}
+
+impl Alias {
+    pub fn arn(&self) -> String {
+        format!("arn:aws:lambda:{}:{}:function:{}:{}", self.region, self.account, self.function_name, self.name)
+    }
+
+    /// The version an invocation runs, given a uniform random number in [0, 1).
+    pub fn route(&self, roll: f64) -> &str {
+        let mut acc = 0.0;
+        for (version, weight) in &self.additional_version_weights {
+            acc += weight;
+            if roll < acc {
+                return version;
+            }
+        }
+        &self.function_version
+    }
+}
+
+/// Alias names: 1–128 of `[a-zA-Z0-9-_]`, not all digits (those are versions).
+pub fn validate_alias_name(name: &str) -> Result<(), ValidationError> {
+    let ok = !name.is_empty()
+        && name.len() <= 128
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        && !name.chars().all(|c| c.is_ascii_digit());
+    if ok {
+        Ok(())
+    } else {
+        Err(ValidationError::Constraint {
+            field: "name",
+            value: name.to_string(),
+            constraint: "Member must satisfy regular expression pattern: (?!^[0-9]+$)([a-zA-Z0-9-_]+)".into(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod alias_tests {
+    use super::*;
+
+    #[test]
+    fn routes_by_weight() {
+        let mut a = Alias {
+            name: "live".into(),
+            function_name: "f".into(),
+            account: "000000000000".into(),
+            region: "us-east-1".into(),
+            function_version: "1".into(),
+            description: String::new(),
+            additional_version_weights: BTreeMap::new(),
+            revision_id: String::new(),
+        };
+        assert_eq!(a.route(0.99), "1");
+        a.additional_version_weights.insert("2".into(), 0.3);
+        assert_eq!(a.route(0.1), "2");
+        assert_eq!(a.route(0.29), "2");
+        assert_eq!(a.route(0.31), "1");
+        assert!(validate_alias_name("live").is_ok());
+        assert!(validate_alias_name("123").is_err());
     }
 }

@@ -7,7 +7,7 @@ pub mod function;
 pub mod limits;
 
 pub use arn::{FunctionRef, Scope};
-pub use function::{FunctionConfig, PackageType, Runtime, RuntimeFamily};
+pub use function::{Alias, FunctionConfig, PackageType, Runtime, RuntimeFamily};
 
 /// Why a value was refused. The API layer decides which AWS error each becomes.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
