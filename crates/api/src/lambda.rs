@@ -48,6 +48,12 @@ pub fn routes() -> Router<AppState> {
             "/2015-03-31/functions/{name}/aliases/{alias}",
             get(get_alias).put(update_alias).delete(delete_alias),
         )
+        .route(
+            "/2017-10-31/functions/{name}/concurrency",
+            axum::routing::put(put_concurrency).delete(delete_concurrency),
+        )
+        .route("/2019-09-30/functions/{name}/concurrency", get(get_concurrency))
+        .route("/2017-03-31/tags/{arn}", get(list_tags).post(tag_resource).delete(untag_resource))
         .route("/2016-08-19/account-settings", get(account_settings))
         .route("/2016-08-19/account-settings/", get(account_settings))
 }
@@ -65,7 +71,7 @@ async fn account_settings(
                 "CodeSizeUnzipped": nimbus_model::limits::UNZIPPED_CODE_BYTES,
                 "CodeSizeZipped": 52_428_800u64,
                 "ConcurrentExecutions": limit,
-                "UnreservedConcurrentExecutions": limit,
+                "UnreservedConcurrentExecutions": s.functions.unreserved_concurrency(&ctx.scope.account),
             },
             "AccountUsage": {"TotalCodeSize": code_bytes, "FunctionCount": functions},
         }),
@@ -219,7 +225,15 @@ struct GetFunctionOut<'a> {
     configuration: ConfigurationOut<'a>,
     code: CodeLocationOut,
     #[serde(skip_serializing_if = "Option::is_none")]
-    tags: Option<&'a BTreeMap<String, String>>,
+    tags: Option<BTreeMap<String, String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    concurrency: Option<ConcurrencyOut>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct ConcurrencyOut {
+    reserved_concurrent_executions: usize,
 }
 #[derive(Serialize)]
 #[serde(rename_all = "PascalCase")]
@@ -348,7 +362,11 @@ async fn get_function(
                 repository_type: "S3",
                 location: format!("{}/_nimbus/code/{}", s.endpoint_url, c.code_digest),
             },
-            tags: (!c.tags.is_empty()).then_some(&c.tags),
+            tags: Some(s.functions.tags(&c.arn())?).filter(|t| !t.is_empty()),
+            concurrency: s
+                .functions
+                .reserved_concurrency(&ctx.scope, &name)?
+                .map(|n| ConcurrencyOut { reserved_concurrent_executions: n }),
         },
     ))
 }
@@ -733,4 +751,77 @@ async fn list_aliases(
 ) -> LambdaResult {
     let aliases = s.functions.list_aliases(&ctx.scope, &name, q.function_version.as_deref())?;
     Ok(json_response(StatusCode::OK, ListAliasesOut { aliases: aliases.iter().map(|a| alias_out(a)).collect() }))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct ConcurrencyInput {
+    reserved_concurrent_executions: Option<i64>,
+}
+
+async fn put_concurrency(
+    State(s): State<AppState>,
+    Extension(ctx): Extension<RequestContext>,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> LambdaResult {
+    let input: ConcurrencyInput = parse_body(&body)?;
+    let n = required(input.reserved_concurrent_executions, "reservedConcurrentExecutions")?;
+    let n = usize::try_from(n).map_err(|_| {
+        ApiError::validation(format!(
+            "1 validation error detected: Value '{n}' at 'reservedConcurrentExecutions' failed to satisfy constraint: Member must have value greater than or equal to 0"
+        ))
+    })?;
+    let n = s.functions.put_reserved_concurrency(&ctx.scope, &name, n)?;
+    Ok(json_response(StatusCode::OK, ConcurrencyOut { reserved_concurrent_executions: n }))
+}
+
+async fn get_concurrency(
+    State(s): State<AppState>,
+    Extension(ctx): Extension<RequestContext>,
+    Path(name): Path<String>,
+) -> LambdaResult {
+    Ok(match s.functions.reserved_concurrency(&ctx.scope, &name)? {
+        Some(n) => json_response(StatusCode::OK, ConcurrencyOut { reserved_concurrent_executions: n }),
+        None => json_response(StatusCode::OK, serde_json::json!({})),
+    })
+}
+
+async fn delete_concurrency(
+    State(s): State<AppState>,
+    Extension(ctx): Extension<RequestContext>,
+    Path(name): Path<String>,
+) -> LambdaResult {
+    s.functions.delete_reserved_concurrency(&ctx.scope, &name)?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct TagsInput {
+    tags: Option<BTreeMap<String, String>>,
+}
+
+async fn list_tags(State(s): State<AppState>, Path(arn): Path<String>) -> LambdaResult {
+    Ok(json_response(StatusCode::OK, serde_json::json!({"Tags": s.functions.tags(&arn)?})))
+}
+
+async fn tag_resource(State(s): State<AppState>, Path(arn): Path<String>, body: Bytes) -> LambdaResult {
+    let input: TagsInput = parse_body(&body)?;
+    s.functions.tag_resource(&arn, required(input.tags, "tags")?)?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn untag_resource(State(s): State<AppState>, Path(arn): Path<String>, uri: axum::http::Uri) -> LambdaResult {
+    // `tagKeys` repeats (`?tagKeys=a&tagKeys=b`), which a map extractor would collapse.
+    let keys: Vec<String> = uri
+        .query()
+        .unwrap_or("")
+        .split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .filter(|(k, _)| *k == "tagKeys")
+        .map(|(_, v)| percent_encoding::percent_decode_str(&v.replace('+', " ")).decode_utf8_lossy().into_owned())
+        .collect();
+    s.functions.untag_resource(&arn, &keys)?;
+    Ok(StatusCode::NO_CONTENT.into_response())
 }

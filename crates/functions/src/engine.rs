@@ -92,8 +92,11 @@ pub struct FunctionsEngine {
     functions: RwLock<HashMap<String, Arc<FunctionEntry>>>,
     /// Aliases by `acct:region:name:alias`.
     aliases: RwLock<HashMap<String, Arc<Alias>>>,
-    /// In-flight invocations per account.
+    /// In-flight invocations per account (functions without reserved concurrency) and per
+    /// function (`acct:region:name`, those with it).
     concurrency: Mutex<HashMap<String, Arc<AtomicUsize>>>,
+    /// Reserved concurrency by `acct:region:name`.
+    reserved: RwLock<HashMap<String, usize>>,
     /// Serialises control-plane writes so read-modify-write updates do not interleave.
     writes: Mutex<()>,
 }
@@ -110,6 +113,8 @@ fn entry_key(c: &FunctionConfig) -> String {
 }
 
 const ALIASES: &str = "lambda.aliases";
+const RESERVED: &str = "lambda.reserved-concurrency";
+const TAGS: &str = "lambda.tags";
 const VERSION_COUNTERS: &str = "lambda.version-counters";
 
 /// Holds one unit of account concurrency until dropped.
@@ -184,6 +189,7 @@ impl FunctionsEngine {
             functions: RwLock::new(HashMap::new()),
             aliases: RwLock::new(HashMap::new()),
             concurrency: Mutex::new(HashMap::new()),
+            reserved: RwLock::new(HashMap::new()),
             writes: Mutex::new(()),
         };
         for (k, v) in engine.store.list(COLLECTION)? {
@@ -199,6 +205,11 @@ impl FunctionsEngine {
                     retired: AtomicBool::new(false),
                 }),
             );
+        }
+        for (k, v) in engine.store.list(RESERVED)? {
+            if let Some(n) = String::from_utf8(v).ok().and_then(|s| s.parse().ok()) {
+                engine.reserved.write().insert(k, n);
+            }
         }
         for (k, v) in engine.store.list(ALIASES)? {
             let alias: Alias = serde_json::from_slice(&v)
@@ -591,6 +602,9 @@ impl FunctionsEngine {
                     self.aliases.write().remove(&key);
                 }
                 self.store.delete(VERSION_COUNTERS, &k)?;
+                self.store.delete(RESERVED, &k)?;
+                self.reserved.write().remove(&k);
+                self.store.delete(TAGS, &latest.config.arn())?;
                 self.store.delete(COLLECTION, &k)?;
                 self.functions.write().remove(&k);
                 latest.retire();
@@ -854,17 +868,112 @@ impl FunctionsEngine {
         Ok(out)
     }
 
-    fn acquire_slot(&self, account: &str) -> Result<ConcurrencySlot, Error> {
-        let counter = self.concurrency.lock().entry(account.to_string()).or_default().clone();
+    /// Takes one unit of concurrency: from the function's reservation if it has one,
+    /// else from the account's unreserved pool (the limit minus all reservations).
+    fn acquire_slot(&self, config: &FunctionConfig) -> Result<ConcurrencySlot, Error> {
+        let fk = key(&config.account, &config.region, &config.name);
+        let (counter_key, limit, reason) = match self.reserved.read().get(&fk) {
+            Some(n) => (fk, *n, "ReservedFunctionConcurrentInvocationLimitExceeded"),
+            None => {
+                (config.account.clone(), self.unreserved(&config.account), "ConcurrentInvocationLimitExceeded")
+            }
+        };
+        let counter = self.concurrency.lock().entry(counter_key).or_default().clone();
         let before = counter.fetch_add(1, Ordering::SeqCst);
         let slot = ConcurrencySlot(counter);
-        if before >= self.cfg.max_concurrency {
-            return Err(Error::TooManyRequests {
-                reason: "ConcurrentInvocationLimitExceeded",
-                message: "Rate Exceeded.".into(),
-            });
+        if before >= limit {
+            return Err(Error::TooManyRequests { reason, message: "Rate Exceeded.".into() });
         }
         Ok(slot)
+    }
+
+    fn unreserved(&self, account: &str) -> usize {
+        let prefix = format!("{account}:");
+        let reserved: usize =
+            self.reserved.read().iter().filter(|(k, _)| k.starts_with(&prefix)).map(|(_, n)| *n).sum();
+        self.cfg.max_concurrency.saturating_sub(reserved)
+    }
+
+    /// PutFunctionConcurrency. Lambda keeps at least 100 (here: at most the whole limit)
+    /// unreserved for the rest of the account.
+    pub fn put_reserved_concurrency(&self, scope: &Scope, function: &str, n: usize) -> Result<usize, Error> {
+        let _w = self.writes.lock();
+        let latest = self.entry(scope, function, None)?;
+        let c = &latest.config;
+        let fk = key(&c.account, &c.region, &c.name);
+        let current = self.reserved.read().get(&fk).copied().unwrap_or(0);
+        let floor = 100.min(self.cfg.max_concurrency);
+        if self.unreserved(&c.account) + current < n + floor {
+            return Err(Error::InvalidParameter(format!(
+                "Specified ReservedConcurrentExecutions for function decreases account's UnreservedConcurrentExecution below its minimum value of [{floor}]."
+            )));
+        }
+        self.store.put(RESERVED, &fk, n.to_string().as_bytes())?;
+        self.reserved.write().insert(fk, n);
+        Ok(n)
+    }
+
+    pub fn reserved_concurrency(&self, scope: &Scope, function: &str) -> Result<Option<usize>, Error> {
+        let latest = self.entry(scope, function, None)?;
+        let c = &latest.config;
+        Ok(self.reserved.read().get(&key(&c.account, &c.region, &c.name)).copied())
+    }
+
+    pub fn delete_reserved_concurrency(&self, scope: &Scope, function: &str) -> Result<(), Error> {
+        let _w = self.writes.lock();
+        let latest = self.entry(scope, function, None)?;
+        let c = &latest.config;
+        let fk = key(&c.account, &c.region, &c.name);
+        self.store.delete(RESERVED, &fk)?;
+        self.reserved.write().remove(&fk);
+        Ok(())
+    }
+
+    /// Tags of a function, by its (unqualified) ARN.
+    pub fn tags(&self, arn: &str) -> Result<BTreeMap<String, String>, Error> {
+        let (scope, name) = self.function_by_arn(arn)?;
+        let latest = self.entry(&scope, &name, None)?;
+        let stored = self.store.get(TAGS, &latest.config.arn())?;
+        Ok(match stored {
+            Some(b) => serde_json::from_slice(&b).map_err(|e| Error::Internal(e.to_string()))?,
+            None => latest.config.tags.clone(),
+        })
+    }
+
+    pub fn tag_resource(&self, arn: &str, add: BTreeMap<String, String>) -> Result<(), Error> {
+        let _w = self.writes.lock();
+        let mut tags = self.tags(arn)?;
+        tags.extend(add);
+        if tags.len() > 50 {
+            return Err(Error::InvalidParameter("A function can have at most 50 tags.".into()));
+        }
+        self.save_tags(arn, &tags)
+    }
+
+    pub fn untag_resource(&self, arn: &str, keys: &[String]) -> Result<(), Error> {
+        let _w = self.writes.lock();
+        let mut tags = self.tags(arn)?;
+        for k in keys {
+            tags.remove(k);
+        }
+        self.save_tags(arn, &tags)
+    }
+
+    fn save_tags(&self, arn: &str, tags: &BTreeMap<String, String>) -> Result<(), Error> {
+        let (scope, name) = self.function_by_arn(arn)?;
+        let latest = self.entry(&scope, &name, None)?;
+        let bytes = serde_json::to_vec(tags).map_err(|e| Error::Internal(e.to_string()))?;
+        self.store.put(TAGS, &latest.config.arn(), &bytes)?;
+        Ok(())
+    }
+
+    /// Tagging APIs take a function ARN; anything else is refused as Lambda does.
+    fn function_by_arn(&self, arn: &str) -> Result<(Scope, String), Error> {
+        let r = FunctionRef::parse(arn)?;
+        match (r.account, r.region) {
+            (Some(a), Some(region)) if r.qualifier.is_none() => Ok((Scope::new(a, region), r.name)),
+            _ => Err(Error::InvalidParameter(format!("Invalid ARN for tagging: {arn}"))),
+        }
     }
 
     /// GetAccountSettings' figures for an account: (function count, total code bytes, limit).
@@ -873,6 +982,11 @@ impl FunctionsEngine {
         let mine = functions.values().filter(|e| e.config.account == account && e.config.version == "$LATEST");
         let (count, bytes) = mine.fold((0, 0), |(n, b), e| (n + 1, b + e.config.code_size));
         (count, bytes, self.cfg.max_concurrency)
+    }
+
+    /// Unreserved concurrency left for an account (GetAccountSettings).
+    pub fn unreserved_concurrency(&self, account: &str) -> usize {
+        self.unreserved(account)
     }
 
     /// Concurrent executions in flight for an account.
@@ -958,7 +1072,7 @@ impl FunctionsEngine {
         entry: Arc<FunctionEntry>,
         req: InvokeRequest,
     ) -> Result<InvokeResult, Error> {
-        let _slot = self.acquire_slot(&entry.config.account)?;
+        let _slot = self.acquire_slot(&entry.config)?;
         let config = entry.config.clone();
         let request_id = req.request_id.clone();
         let warm = entry.idle.lock().pop();
