@@ -65,3 +65,26 @@ def test_event_payload_over_256_kb_is_refused(server):
         raise AssertionError("expected RequestTooLargeException")
     except server.lam.exceptions.RequestTooLargeException as e:
         assert e.response["ResponseMetadata"]["HTTPStatusCode"] == 413
+
+
+def test_event_invoke_config_limits_retries(nimbus, tmp_path):
+    s = nimbus("--async-retry-delay", "0.2")
+    name = unique_name("asynccfg")
+    out = _sink(s, tmp_path, name)
+    cfg = s.lam.put_function_event_invoke_config(FunctionName=name, MaximumRetryAttempts=0)
+    assert cfg["MaximumRetryAttempts"] == 0 and cfg["FunctionArn"].endswith(f":function:{name}")
+    assert s.lam.get_function_event_invoke_config(FunctionName=name)["MaximumRetryAttempts"] == 0
+    s.lam.update_function_event_invoke_config(FunctionName=name, MaximumEventAgeInSeconds=120)
+    got = s.lam.get_function_event_invoke_config(FunctionName=name)
+    assert (got["MaximumRetryAttempts"], got["MaximumEventAgeInSeconds"]) == (0, 120)
+    s.lam.invoke(FunctionName=name, InvocationType="Event",
+                 Payload=json.dumps({"id": "once", "fail": True}).encode())
+    wait_until(lambda: (out / "once").exists(), 20, what="first attempt")
+    time.sleep(1.5)
+    assert len((out / "once").read_text().split()) == 1, "MaximumRetryAttempts=0: no retry"
+    s.lam.delete_function_event_invoke_config(FunctionName=name)
+    try:
+        s.lam.get_function_event_invoke_config(FunctionName=name)
+        raise AssertionError("expected ResourceNotFoundException")
+    except s.lam.exceptions.ResourceNotFoundException:
+        pass

@@ -54,6 +54,10 @@ pub fn routes() -> Router<AppState> {
         )
         .route("/2019-09-30/functions/{name}/concurrency", get(get_concurrency))
         .route("/2017-03-31/tags/{arn}", get(list_tags).post(tag_resource).delete(untag_resource))
+        .route(
+            "/2019-09-25/functions/{name}/event-invoke-config",
+            get(get_invoke_config).put(put_invoke_config).post(update_invoke_config).delete(delete_invoke_config),
+        )
         .route("/2016-08-19/account-settings", get(account_settings))
         .route("/2016-08-19/account-settings/", get(account_settings))
 }
@@ -823,5 +827,93 @@ async fn untag_resource(State(s): State<AppState>, Path(arn): Path<String>, uri:
         .map(|(_, v)| percent_encoding::percent_decode_str(&v.replace('+', " ")).decode_utf8_lossy().into_owned())
         .collect();
     s.functions.untag_resource(&arn, &keys)?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase")]
+struct EventInvokeConfigInput {
+    maximum_retry_attempts: Option<u32>,
+    maximum_event_age_in_seconds: Option<u32>,
+    destination_config: Option<serde_json::Value>,
+}
+
+fn invoke_config_out(c: &nimbus_functions::EventInvokeConfig) -> serde_json::Value {
+    let mut v = serde_json::json!({
+        "FunctionArn": c.function_arn,
+        "LastModified": c.last_modified_ms as f64 / 1000.0,
+        "DestinationConfig": {"OnSuccess": {}, "OnFailure": {}},
+    });
+    if let Some(n) = c.maximum_retry_attempts {
+        v["MaximumRetryAttempts"] = n.into();
+    }
+    if let Some(n) = c.maximum_event_age_secs {
+        v["MaximumEventAgeInSeconds"] = n.into();
+    }
+    v
+}
+
+async fn write_invoke_config(s: AppState, ctx: RequestContext, name: String, q: QualifierQuery, body: Bytes, merge: bool) -> LambdaResult {
+    let input: EventInvokeConfigInput = parse_optional(&body)?;
+    let has_destination = input.destination_config.as_ref().is_some_and(|d| {
+        ["OnSuccess", "OnFailure"].iter().any(|k| d.get(k).and_then(|x| x.get("Destination")).is_some())
+    });
+    if has_destination {
+        // Destinations need SQS/SNS/EventBridge targets, which this build does not have yet.
+        return Err(ApiError::invalid_parameter("Destinations are not supported by this Nimbus build yet.").into());
+    }
+    let c = s.functions.put_event_invoke_config(
+        &ctx.scope,
+        &name,
+        q.qualifier.as_deref(),
+        input.maximum_retry_attempts,
+        input.maximum_event_age_in_seconds,
+        merge,
+    )?;
+    Ok(json_response(StatusCode::OK, invoke_config_out(&c)))
+}
+
+async fn put_invoke_config(
+    State(s): State<AppState>,
+    Extension(ctx): Extension<RequestContext>,
+    Path(name): Path<String>,
+    Query(q): Query<QualifierQuery>,
+    body: Bytes,
+) -> LambdaResult {
+    write_invoke_config(s, ctx, name, q, body, false).await
+}
+
+async fn update_invoke_config(
+    State(s): State<AppState>,
+    Extension(ctx): Extension<RequestContext>,
+    Path(name): Path<String>,
+    Query(q): Query<QualifierQuery>,
+    body: Bytes,
+) -> LambdaResult {
+    write_invoke_config(s, ctx, name, q, body, true).await
+}
+
+async fn get_invoke_config(
+    State(s): State<AppState>,
+    Extension(ctx): Extension<RequestContext>,
+    Path(name): Path<String>,
+    Query(q): Query<QualifierQuery>,
+) -> LambdaResult {
+    match s.functions.get_event_invoke_config(&ctx.scope, &name, q.qualifier.as_deref())? {
+        Some(c) => Ok(json_response(StatusCode::OK, invoke_config_out(&c))),
+        None => {
+            let arn = s.functions.get_function(&ctx.scope, &name, None)?.arn();
+            Err(ApiError::not_found(format!("The function {arn} doesn't have an EventInvokeConfig")).into())
+        }
+    }
+}
+
+async fn delete_invoke_config(
+    State(s): State<AppState>,
+    Extension(ctx): Extension<RequestContext>,
+    Path(name): Path<String>,
+    Query(q): Query<QualifierQuery>,
+) -> LambdaResult {
+    s.functions.delete_event_invoke_config(&ctx.scope, &name, q.qualifier.as_deref())?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }

@@ -12,6 +12,19 @@ use std::time::Duration;
 pub(crate) const COLLECTION: &str = "lambda.async-events";
 /// Lambda's default `MaximumRetryAttempts` for asynchronous invocation.
 const MAX_RETRIES: u32 = 2;
+/// Lambda's default `MaximumEventAgeInSeconds` (6 hours).
+const MAX_EVENT_AGE_SECS: u32 = 21_600;
+pub(crate) const INVOKE_CONFIGS: &str = "lambda.event-invoke-config";
+
+/// PutFunctionEventInvokeConfig: how asynchronous invocations of a function (or of one
+/// of its versions/aliases) are retried.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct EventInvokeConfig {
+    pub function_arn: String,
+    pub maximum_retry_attempts: Option<u32>,
+    pub maximum_event_age_secs: Option<u32>,
+    pub last_modified_ms: i64,
+}
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct QueuedEvent {
@@ -56,6 +69,94 @@ impl QueuedEvent {
 }
 
 impl FunctionsEngine {
+    fn event_invoke_config_for(&self, event: &QueuedEvent) -> Option<EventInvokeConfig> {
+        let scope = Scope::new(event.account.clone(), event.region.clone());
+        self.get_event_invoke_config(&scope, &event.function, event.qualifier.as_deref()).ok().flatten()
+    }
+
+    /// Store key and ARN of a function's (or version's/alias's) event invoke config;
+    /// unqualified and `$LATEST` share one.
+    fn invoke_config_key(&self, scope: &Scope, function: &str, qualifier: Option<&str>) -> Result<(String, String), Error> {
+        let c = self.get_function(scope, function, None)?;
+        let q = match qualifier {
+            Some(q) => Some(q.to_string()),
+            None => nimbus_model::FunctionRef::parse(function)?.qualifier,
+        };
+        Ok(match q.filter(|q| q != "$LATEST") {
+            Some(q) => {
+                self.get_function(scope, function, Some(&q))?;
+                (format!("{}:{}:{}:{q}", c.account, c.region, c.name), format!("{}:{q}", c.arn()))
+            }
+            None => (format!("{}:{}:{}", c.account, c.region, c.name), c.arn()),
+        })
+    }
+
+    /// Put (replace) or, with `merge`, update the function's event invoke config.
+    pub fn put_event_invoke_config(
+        &self,
+        scope: &Scope,
+        function: &str,
+        qualifier: Option<&str>,
+        maximum_retry_attempts: Option<u32>,
+        maximum_event_age_secs: Option<u32>,
+        merge: bool,
+    ) -> Result<EventInvokeConfig, Error> {
+        if maximum_retry_attempts.is_some_and(|n| n > 2) {
+            return Err(Error::Validation(nimbus_model::ValidationError::Constraint {
+                field: "maximumRetryAttempts",
+                value: maximum_retry_attempts.unwrap_or_default().to_string(),
+                constraint: "Member must have value less than or equal to 2".into(),
+            }));
+        }
+        if maximum_event_age_secs.is_some_and(|n| !(60..=21_600).contains(&n)) {
+            return Err(Error::Validation(nimbus_model::ValidationError::Constraint {
+                field: "maximumEventAgeInSeconds",
+                value: maximum_event_age_secs.unwrap_or_default().to_string(),
+                constraint: "Member must have value between 60 and 21600".into(),
+            }));
+        }
+        let (k, arn) = self.invoke_config_key(scope, function, qualifier)?;
+        let mut config = if merge {
+            self.get_event_invoke_config(scope, function, qualifier)?.ok_or_else(|| {
+                Error::NotFound(format!("The function {arn} doesn't have an EventInvokeConfig"))
+            })?
+        } else {
+            EventInvokeConfig::default()
+        };
+        config.function_arn = arn;
+        if maximum_retry_attempts.is_some() || !merge {
+            config.maximum_retry_attempts = maximum_retry_attempts;
+        }
+        if maximum_event_age_secs.is_some() || !merge {
+            config.maximum_event_age_secs = maximum_event_age_secs;
+        }
+        config.last_modified_ms = chrono::Utc::now().timestamp_millis();
+        let bytes = serde_json::to_vec(&config).map_err(|e| Error::Internal(e.to_string()))?;
+        self.store().put(INVOKE_CONFIGS, &k, &bytes)?;
+        Ok(config)
+    }
+
+    pub fn get_event_invoke_config(
+        &self,
+        scope: &Scope,
+        function: &str,
+        qualifier: Option<&str>,
+    ) -> Result<Option<EventInvokeConfig>, Error> {
+        let (k, _) = self.invoke_config_key(scope, function, qualifier)?;
+        match self.store().get(INVOKE_CONFIGS, &k)? {
+            Some(b) => Ok(Some(serde_json::from_slice(&b).map_err(|e| Error::Internal(e.to_string()))?)),
+            None => Ok(None),
+        }
+    }
+
+    pub fn delete_event_invoke_config(&self, scope: &Scope, function: &str, qualifier: Option<&str>) -> Result<(), Error> {
+        let (k, arn) = self.invoke_config_key(scope, function, qualifier)?;
+        if !self.store().delete(INVOKE_CONFIGS, &k)? {
+            return Err(Error::NotFound(format!("The function {arn} doesn't have an EventInvokeConfig")));
+        }
+        Ok(())
+    }
+
     /// Persists the event, then schedules it. Returns once it is durable.
     pub(crate) fn enqueue_event(self: &Arc<Self>, event: QueuedEvent) -> Result<(), Error> {
         self.persist_event(&event)?;
@@ -102,8 +203,17 @@ impl FunctionsEngine {
             Ok(_) => true,
             // Throttled: Lambda keeps the event and tries again later without using up a retry.
             Err(Error::TooManyRequests { .. }) => {
-                self.schedule_event(event, Duration::from_secs(1));
-                return;
+                let max_age_ms = i64::from(
+                    self.event_invoke_config_for(&event)
+                        .and_then(|c| c.maximum_event_age_secs)
+                        .unwrap_or(MAX_EVENT_AGE_SECS),
+                ) * 1000;
+                if chrono::Utc::now().timestamp_millis() - event.enqueued_ms <= max_age_ms {
+                    self.schedule_event(event, Duration::from_secs(1));
+                    return;
+                }
+                tracing::warn!("event {} expired while throttled", event.request_id);
+                false
             }
             Err(Error::NotFound(_)) => {
                 tracing::warn!("dropping event {}: function {} no longer exists", event.request_id, event.function);
@@ -114,7 +224,12 @@ impl FunctionsEngine {
                 true
             }
         };
-        if failed && event.attempts < MAX_RETRIES {
+        let config = self.event_invoke_config_for(&event);
+        let max_retries = config.as_ref().and_then(|c| c.maximum_retry_attempts).unwrap_or(MAX_RETRIES);
+        let max_age_ms =
+            i64::from(config.as_ref().and_then(|c| c.maximum_event_age_secs).unwrap_or(MAX_EVENT_AGE_SECS)) * 1000;
+        let too_old = chrono::Utc::now().timestamp_millis() - event.enqueued_ms > max_age_ms;
+        if failed && event.attempts < max_retries && !too_old {
             event.attempts += 1;
             let delay = self.async_retry_delay() * event.attempts;
             if let Err(e) = self.persist_event(&event) {

@@ -605,6 +605,11 @@ impl FunctionsEngine {
                 self.store.delete(RESERVED, &k)?;
                 self.reserved.write().remove(&k);
                 self.store.delete(TAGS, &latest.config.arn())?;
+                for (key, _) in self.store.list(crate::async_queue::INVOKE_CONFIGS)? {
+                    if key == k || key.starts_with(&prefix) {
+                        self.store.delete(crate::async_queue::INVOKE_CONFIGS, &key)?;
+                    }
+                }
                 self.store.delete(COLLECTION, &k)?;
                 self.functions.write().remove(&k);
                 latest.retire();

@@ -10,6 +10,7 @@ mod environment;
 mod logpipe;
 mod runtime_api;
 
+pub use async_queue::EventInvokeConfig;
 pub use engine::{Config, FunctionsEngine, Interpreter};
 
 use bytes::Bytes;
