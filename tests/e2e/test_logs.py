@@ -2,10 +2,12 @@
 per execution environment, read back through the CloudWatch Logs API (boto3 and CLI)."""
 import datetime
 import re
+import time
 
 import pytest
+from botocore.exceptions import ClientError
 
-from nimbus_e2e import (STREAM_RE, create_function, invoke, node_zip, ok, python_zip, report_re,
+from nimbus_e2e import (STREAM_RE, create_function, error_code, invoke, node_zip, ok, python_zip, report_re,
                         unique_name, wait_until)
 
 
@@ -119,3 +121,46 @@ def test_logs_with_the_aws_cli(server):
 def test_missing_log_group(server):
     with pytest.raises(server.logs.exceptions.ResourceNotFoundException):
         server.logs.describe_log_streams(logGroupName=f"/aws/lambda/{unique_name('nolog')}")
+
+
+def test_logs_api_for_clients_filter_and_retention(server):
+    logs = server.logs
+    group = f"/app/{unique_name('grp')}"
+    logs.create_log_group(logGroupName=group)
+    logs.create_log_stream(logGroupName=group, logStreamName="s1")
+    logs.create_log_stream(logGroupName=group, logStreamName="s2")
+    with pytest.raises(ClientError) as e:
+        logs.create_log_stream(logGroupName=group, logStreamName="s1")
+    assert error_code(e.value) == "ResourceAlreadyExistsException"
+    now = int(time.time() * 1000)
+    logs.put_log_events(logGroupName=group, logStreamName="s1", logEvents=[
+        {"timestamp": now, "message": "ERROR request failed for alice"},
+        {"timestamp": now + 1, "message": "ERROR request failed, retry scheduled"},
+        {"timestamp": now + 2, "message": "INFO all good"},
+    ])
+    logs.put_log_events(logGroupName=group, logStreamName="s2", logEvents=[
+        {"timestamp": now + 3, "message": "WARN disk almost full"},
+    ])
+
+    def messages(pattern, **kw):
+        out = logs.filter_log_events(logGroupName=group, filterPattern=pattern, **kw)
+        return [ev["message"] for ev in out["events"]]
+
+    assert messages('ERROR "request failed" -retry') == ["ERROR request failed for alice"]
+    assert messages("?WARN ?INFO") == ["INFO all good", "WARN disk almost full"]
+    assert messages("", logStreamNames=["s2"]) == ["WARN disk almost full"]
+    page = logs.filter_log_events(logGroupName=group, limit=2)
+    assert len(page["events"]) == 2 and "nextToken" in page
+    rest = logs.filter_log_events(logGroupName=group, nextToken=page["nextToken"])
+    assert len(rest["events"]) == 2 and "nextToken" not in rest
+
+    logs.put_retention_policy(logGroupName=group, retentionInDays=7)
+    g = [g for g in logs.describe_log_groups(logGroupNamePrefix=group)["logGroups"]][0]
+    assert g["retentionInDays"] == 7
+    with pytest.raises(ClientError) as e:
+        logs.put_retention_policy(logGroupName=group, retentionInDays=8)
+    assert error_code(e.value) == "InvalidParameterException"
+    logs.delete_log_group(logGroupName=group)
+    with pytest.raises(ClientError) as e:
+        logs.describe_log_streams(logGroupName=group)
+    assert error_code(e.value) == "ResourceNotFoundException"

@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 pub mod arn;
+pub mod filter_pattern;
 pub mod function;
 pub mod limits;
 

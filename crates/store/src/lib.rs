@@ -8,7 +8,7 @@ mod logs;
 mod sqlite;
 
 pub use blobs::BlobStore;
-pub use logs::{EventsPage, LogEvent, LogGroupInfo, LogStore, LogStreamInfo};
+pub use logs::{EventsPage, FoundEvent, LogEvent, LogGroupInfo, LogStore, LogStreamInfo};
 pub use sqlite::SqliteStore;
 
 #[derive(Debug, thiserror::Error)]

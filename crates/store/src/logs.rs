@@ -50,10 +50,24 @@ pub struct EventsPage {
     pub last_id: i64,
 }
 
+/// A write run on the writer thread, inside its batch transaction; its result (rows
+/// changed) goes back on the channel.
+type WriteFn = Box<dyn FnOnce(&rusqlite::Transaction) -> Result<usize, rusqlite::Error> + Send>;
+
 enum Command {
     Append(LogEvent),
-    CreateGroup { scope: String, group: String, created_ms: i64, ack: mpsc::Sender<bool> },
+    Write(WriteFn, mpsc::Sender<Result<usize, String>>),
     Flush(mpsc::Sender<()>),
+}
+
+/// One event found by `filter_events`.
+#[derive(Debug, Clone)]
+pub struct FoundEvent {
+    pub id: i64,
+    pub stream: String,
+    pub timestamp_ms: i64,
+    pub ingestion_ms: i64,
+    pub message: String,
 }
 
 pub struct LogStore {
@@ -113,19 +127,148 @@ impl LogStore {
         let _ = self.tx.lock().send(Command::Append(event));
     }
 
+    /// Runs `f` on the writer thread (after everything queued before it) and waits.
+    fn write(&self, f: WriteFn) -> Result<usize, StoreError> {
+        let (ack, done) = mpsc::channel();
+        self.tx.lock().send(Command::Write(f, ack)).map_err(|_| StoreError::WriterGone)?;
+        done.recv().map_err(|_| StoreError::WriterGone)?.map_err(StoreError::Corrupt)
+    }
+
     /// Creates a group explicitly; false if it already existed.
     pub fn create_group(&self, scope: &str, group: &str) -> Result<bool, StoreError> {
-        let (ack, done) = mpsc::channel();
-        self.tx
-            .lock()
-            .send(Command::CreateGroup {
-                scope: scope.into(),
-                group: group.into(),
-                created_ms: now_ms(),
-                ack,
-            })
-            .map_err(|_| StoreError::WriterGone)?;
-        done.recv().map_err(|_| StoreError::WriterGone)
+        let (scope, group, now) = (scope.to_string(), group.to_string(), now_ms());
+        let n = self.write(Box::new(move |tx| {
+            tx.execute(
+                "INSERT OR IGNORE INTO log_groups (scope, name, created_ms) VALUES (?1, ?2, ?3)",
+                params![scope, group, now],
+            )
+        }))?;
+        Ok(n > 0)
+    }
+
+    /// Creates a stream in an existing group: Ok(None) if the group is missing,
+    /// Ok(Some(false)) if the stream already exists.
+    pub fn create_stream(&self, scope: &str, group: &str, stream: &str) -> Result<Option<bool>, StoreError> {
+        if !self.group_exists(scope, group)? {
+            return Ok(None);
+        }
+        let (scope, group, stream, now) = (scope.to_string(), group.to_string(), stream.to_string(), now_ms());
+        let n = self.write(Box::new(move |tx| {
+            tx.execute(
+                "INSERT OR IGNORE INTO log_streams (scope, grp, name, created_ms) VALUES (?1, ?2, ?3, ?4)",
+                params![scope, group, stream, now],
+            )
+        }))?;
+        Ok(Some(n > 0))
+    }
+
+    /// Deletes a group with its streams and events; false if it did not exist.
+    pub fn delete_group(&self, scope: &str, group: &str) -> Result<bool, StoreError> {
+        self.flush()?;
+        let (scope, group) = (scope.to_string(), group.to_string());
+        let n = self.write(Box::new(move |tx| {
+            tx.execute("DELETE FROM log_events WHERE scope = ?1 AND grp = ?2", params![scope, group])?;
+            tx.execute("DELETE FROM log_streams WHERE scope = ?1 AND grp = ?2", params![scope, group])?;
+            tx.execute("DELETE FROM log_groups WHERE scope = ?1 AND name = ?2", params![scope, group])
+        }))?;
+        Ok(n > 0)
+    }
+
+    /// Deletes one stream and its events; false if it did not exist.
+    pub fn delete_stream(&self, scope: &str, group: &str, stream: &str) -> Result<bool, StoreError> {
+        self.flush()?;
+        let (scope, group, stream) = (scope.to_string(), group.to_string(), stream.to_string());
+        let n = self.write(Box::new(move |tx| {
+            tx.execute(
+                "DELETE FROM log_events WHERE scope = ?1 AND grp = ?2 AND stream = ?3",
+                params![scope, group, stream],
+            )?;
+            tx.execute(
+                "DELETE FROM log_streams WHERE scope = ?1 AND grp = ?2 AND name = ?3",
+                params![scope, group, stream],
+            )
+        }))?;
+        Ok(n > 0)
+    }
+
+    /// Sets (or with `None` removes) a group's retention and drops events older than it.
+    /// False if the group does not exist.
+    pub fn set_retention(&self, scope: &str, group: &str, days: Option<i64>) -> Result<bool, StoreError> {
+        self.flush()?;
+        let (scope, group) = (scope.to_string(), group.to_string());
+        let cutoff = days.map(|d| now_ms() - d * 86_400_000);
+        let n = self.write(Box::new(move |tx| {
+            let n = tx.execute(
+                "UPDATE log_groups SET retention_days = ?3 WHERE scope = ?1 AND name = ?2",
+                params![scope, group, days],
+            )?;
+            if let Some(cutoff) = cutoff {
+                tx.execute(
+                    "DELETE FROM log_events WHERE scope = ?1 AND grp = ?2 AND ts < ?3",
+                    params![scope, group, cutoff],
+                )?;
+            }
+            Ok(n)
+        }))?;
+        Ok(n > 0)
+    }
+
+    pub fn group_exists(&self, scope: &str, group: &str) -> Result<bool, StoreError> {
+        self.flush()?;
+        Ok(self.reader.lock().query_row(
+            "SELECT EXISTS (SELECT 1 FROM log_groups WHERE scope = ?1 AND name = ?2)",
+            params![scope, group],
+            |r| r.get(0),
+        )?)
+    }
+
+    /// Events of a group across streams (all, or those named), after event id
+    /// `after_id`, in ingestion order; the caller filters messages.
+    #[allow(clippy::too_many_arguments)]
+    pub fn filter_events(
+        &self,
+        scope: &str,
+        group: &str,
+        streams: Option<&[String]>,
+        stream_prefix: Option<&str>,
+        start_ms: Option<i64>,
+        end_ms: Option<i64>,
+        after_id: i64,
+        limit: usize,
+    ) -> Result<Vec<FoundEvent>, StoreError> {
+        self.flush()?;
+        let conn = self.reader.lock();
+        let mut stmt = conn.prepare_cached(
+            "SELECT id, stream, ts, ingestion_ms, message FROM log_events
+             WHERE scope = ?1 AND grp = ?2 AND ts >= ?3 AND ts <= ?4 AND id > ?5
+               AND substr(stream, 1, length(?6)) = ?6
+             ORDER BY id LIMIT ?7",
+        )?;
+        let rows = stmt.query_map(
+            params![
+                scope,
+                group,
+                start_ms.unwrap_or(i64::MIN),
+                end_ms.unwrap_or(i64::MAX),
+                after_id,
+                stream_prefix.unwrap_or(""),
+                limit as i64
+            ],
+            |r| {
+                Ok(FoundEvent {
+                    id: r.get(0)?,
+                    stream: r.get(1)?,
+                    timestamp_ms: r.get(2)?,
+                    ingestion_ms: r.get(3)?,
+                    message: r.get(4)?,
+                })
+            },
+        )?;
+        let mut out: Vec<FoundEvent> = rows.collect::<Result<_, _>>()?;
+        if let Some(names) = streams {
+            out.retain(|e| names.iter().any(|n| *n == e.stream));
+        }
+        Ok(out)
     }
 
     /// Waits until every event appended before this call is committed.
@@ -299,12 +442,8 @@ fn write_batch(
                 st.1 = st.1.max(ev.timestamp_ms);
                 st.2 += ev.message.len() as i64;
             }
-            Command::CreateGroup { scope, group, created_ms, ack } => {
-                let n = tx.execute(
-                    "INSERT OR IGNORE INTO log_groups (scope, name, created_ms) VALUES (?1, ?2, ?3)",
-                    params![scope, group, created_ms],
-                )?;
-                let _ = ack.send(n > 0);
+            Command::Write(f, ack) => {
+                let _ = ack.send(f(&tx).map_err(|e| e.to_string()));
             }
             Command::Flush(ack) => acks.push(ack),
         }
