@@ -107,6 +107,9 @@ impl From<FnError> for ApiError {
     fn from(e: FnError) -> ApiError {
         match e {
             FnError::NotFound(m) => ApiError::not_found(m),
+            FnError::ProvisionedConfigNotFound(m) => {
+                ApiError::new(404, "ProvisionedConcurrencyConfigNotFoundException", m)
+            }
             FnError::Conflict(m) => ApiError::new(409, "ResourceConflictException", m),
             FnError::InvalidParameter(m) => ApiError::invalid_parameter(m),
             FnError::Validation(v) => v.into(),

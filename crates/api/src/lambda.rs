@@ -58,6 +58,10 @@ pub fn routes() -> Router<AppState> {
             "/2019-09-25/functions/{name}/event-invoke-config",
             get(get_invoke_config).put(put_invoke_config).post(update_invoke_config).delete(delete_invoke_config),
         )
+        .route(
+            "/2019-09-30/functions/{name}/provisioned-concurrency",
+            get(get_provisioned).put(put_provisioned).delete(delete_provisioned),
+        )
         .route("/2016-08-19/account-settings", get(account_settings))
         .route("/2016-08-19/account-settings/", get(account_settings))
 }
@@ -915,5 +919,82 @@ async fn delete_invoke_config(
     Query(q): Query<QualifierQuery>,
 ) -> LambdaResult {
     s.functions.delete_event_invoke_config(&ctx.scope, &name, q.qualifier.as_deref())?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+fn provisioned_out(p: &nimbus_functions::ProvisionedState, with_arn: bool) -> serde_json::Value {
+    let allocated = p.allocated.load(std::sync::atomic::Ordering::SeqCst).min(p.requested);
+    let mut v = serde_json::json!({
+        "RequestedProvisionedConcurrentExecutions": p.requested,
+        "AvailableProvisionedConcurrentExecutions": allocated,
+        "AllocatedProvisionedConcurrentExecutions": allocated,
+        "Status": p.status(),
+        "LastModified": p.last_modified,
+    });
+    if let Some(reason) = p.failed.lock().as_ref() {
+        v["StatusReason"] = reason.clone().into();
+    }
+    if with_arn {
+        v["FunctionArn"] = p.qualified_arn.clone().into();
+    }
+    v
+}
+
+#[derive(Deserialize)]
+struct ProvisionedQuery {
+    #[serde(rename = "Qualifier")]
+    qualifier: Option<String>,
+    #[serde(rename = "List")]
+    list: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct ProvisionedInput {
+    provisioned_concurrent_executions: Option<usize>,
+}
+
+fn qualifier_required(q: Option<String>) -> Result<String, ApiError> {
+    required(q, "qualifier")
+}
+
+async fn put_provisioned(
+    State(s): State<AppState>,
+    Extension(ctx): Extension<RequestContext>,
+    Path(name): Path<String>,
+    Query(q): Query<ProvisionedQuery>,
+    body: Bytes,
+) -> LambdaResult {
+    let qualifier = qualifier_required(q.qualifier)?;
+    let input: ProvisionedInput = parse_body(&body)?;
+    let n = required(input.provisioned_concurrent_executions, "provisionedConcurrentExecutions")?;
+    let p = s.functions.put_provisioned_concurrency(&ctx.scope, &name, &qualifier, n)?;
+    Ok(json_response(StatusCode::ACCEPTED, provisioned_out(&p, false)))
+}
+
+async fn get_provisioned(
+    State(s): State<AppState>,
+    Extension(ctx): Extension<RequestContext>,
+    Path(name): Path<String>,
+    Query(q): Query<ProvisionedQuery>,
+) -> LambdaResult {
+    if q.list.is_some() {
+        let all = s.functions.list_provisioned_concurrency(&ctx.scope, &name)?;
+        let configs: Vec<serde_json::Value> = all.iter().map(|p| provisioned_out(p, true)).collect();
+        return Ok(json_response(StatusCode::OK, serde_json::json!({"ProvisionedConcurrencyConfigs": configs})));
+    }
+    let qualifier = qualifier_required(q.qualifier)?;
+    let p = s.functions.provisioned_concurrency(&ctx.scope, &name, &qualifier)?;
+    Ok(json_response(StatusCode::OK, provisioned_out(&p, false)))
+}
+
+async fn delete_provisioned(
+    State(s): State<AppState>,
+    Extension(ctx): Extension<RequestContext>,
+    Path(name): Path<String>,
+    Query(q): Query<ProvisionedQuery>,
+) -> LambdaResult {
+    let qualifier = qualifier_required(q.qualifier)?;
+    s.functions.delete_provisioned_concurrency(&ctx.scope, &name, &qualifier)?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }

@@ -95,6 +95,8 @@ pub struct FunctionsEngine {
     /// In-flight invocations per account (functions without reserved concurrency) and per
     /// function (`acct:region:name`, those with it).
     concurrency: Mutex<HashMap<String, Arc<AtomicUsize>>>,
+    /// Provisioned concurrency by `acct:region:name:qualifier`.
+    provisioned: Mutex<HashMap<String, Arc<ProvisionedState>>>,
     /// Reserved concurrency by `acct:region:name`.
     reserved: RwLock<HashMap<String, usize>>,
     /// Serialises control-plane writes so read-modify-write updates do not interleave.
@@ -113,9 +115,43 @@ fn entry_key(c: &FunctionConfig) -> String {
 }
 
 const ALIASES: &str = "lambda.aliases";
+const PROVISIONED: &str = "lambda.provisioned-concurrency";
 const RESERVED: &str = "lambda.reserved-concurrency";
 const TAGS: &str = "lambda.tags";
 const VERSION_COUNTERS: &str = "lambda.version-counters";
+
+/// Provisioned concurrency of one version or alias, as stored.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct ProvisionedDoc {
+    account: String,
+    region: String,
+    function: String,
+    qualifier: String,
+    requested: usize,
+}
+
+/// Live state of a provisioned-concurrency configuration.
+#[derive(Debug)]
+pub struct ProvisionedState {
+    pub qualified_arn: String,
+    pub requested: usize,
+    pub allocated: AtomicUsize,
+    pub failed: Mutex<Option<String>>,
+    pub last_modified: String,
+}
+
+impl ProvisionedState {
+    /// `IN_PROGRESS`, `READY` or `FAILED`, as Lambda reports it.
+    pub fn status(&self) -> &'static str {
+        if self.failed.lock().is_some() {
+            "FAILED"
+        } else if self.allocated.load(Ordering::SeqCst) >= self.requested {
+            "READY"
+        } else {
+            "IN_PROGRESS"
+        }
+    }
+}
 
 /// Holds one unit of account concurrency until dropped.
 struct ConcurrencySlot(Arc<AtomicUsize>);
@@ -190,6 +226,7 @@ impl FunctionsEngine {
             aliases: RwLock::new(HashMap::new()),
             concurrency: Mutex::new(HashMap::new()),
             reserved: RwLock::new(HashMap::new()),
+            provisioned: Mutex::new(HashMap::new()),
             writes: Mutex::new(()),
         };
         for (k, v) in engine.store.list(COLLECTION)? {
@@ -218,6 +255,14 @@ impl FunctionsEngine {
         }
         let engine = Arc::new(engine);
         engine.spawn_reaper();
+        for (_, v) in engine.store.list(PROVISIONED)? {
+            if let Ok(doc) = serde_json::from_slice::<ProvisionedDoc>(&v) {
+                let scope = Scope::new(doc.account.clone(), doc.region.clone());
+                if let Err(e) = engine.provision(&scope, &doc.function, &doc.qualifier, doc.requested) {
+                    tracing::warn!("could not restore provisioned concurrency of {}:{}: {e}", doc.function, doc.qualifier);
+                }
+            }
+        }
         let pending = engine.recover_events()?;
         if pending > 0 {
             tracing::info!("resuming {pending} asynchronous invocations accepted before the restart");
@@ -934,6 +979,121 @@ impl FunctionsEngine {
         Ok(())
     }
 
+    /// PutProvisionedConcurrencyConfig: initialise `n` environments of a version (or of
+    /// an alias's version) now and keep them warm; invokes use them before cold-starting.
+    pub fn put_provisioned_concurrency(
+        self: &Arc<Self>,
+        scope: &Scope,
+        function: &str,
+        qualifier: &str,
+        n: usize,
+    ) -> Result<Arc<ProvisionedState>, Error> {
+        if n == 0 {
+            return Err(Error::InvalidParameter("ProvisionedConcurrentExecutions must be at least 1.".into()));
+        }
+        let state = self.provision(scope, function, qualifier, n)?;
+        let latest = self.entry(scope, function, None)?;
+        let c = &latest.config;
+        let doc = ProvisionedDoc {
+            account: c.account.clone(),
+            region: c.region.clone(),
+            function: c.name.clone(),
+            qualifier: qualifier.to_string(),
+            requested: n,
+        };
+        let bytes = serde_json::to_vec(&doc).map_err(|e| Error::Internal(e.to_string()))?;
+        self.store.put(PROVISIONED, &format!("{}:{qualifier}", key(&c.account, &c.region, &c.name)), &bytes)?;
+        Ok(state)
+    }
+
+    fn provision(self: &Arc<Self>, scope: &Scope, function: &str, qualifier: &str, n: usize) -> Result<Arc<ProvisionedState>, Error> {
+        if qualifier == "$LATEST" {
+            return Err(Error::InvalidParameter(
+                "Provisioned Concurrency Configs cannot be applied to unpublished function versions.".into(),
+            ));
+        }
+        let entry = self.entry(scope, function, Some(qualifier))?;
+        let c = &entry.config;
+        let pk = format!("{}:{qualifier}", key(&c.account, &c.region, &c.name));
+        if let Some(old) = self.provisioned.lock().remove(&pk) {
+            drop(old);
+            for env in entry.idle.lock().iter() {
+                env.provisioned.store(false, Ordering::SeqCst);
+            }
+        }
+        let state = Arc::new(ProvisionedState {
+            qualified_arn: format!("{}:{qualifier}", c.arn()),
+            requested: n,
+            allocated: AtomicUsize::new(0),
+            failed: Mutex::new(None),
+            last_modified: nimbus_model::lambda_timestamp(chrono::Utc::now()),
+        });
+        self.provisioned.lock().insert(pk, state.clone());
+        for _ in 0..n {
+            let (engine, entry, state) = (self.clone(), entry.clone(), state.clone());
+            tokio::spawn(async move {
+                match engine.start_environment(&entry, true).await {
+                    Ok((env, _)) => {
+                        env.park();
+                        entry.idle.lock().push(env);
+                        state.allocated.fetch_add(1, Ordering::SeqCst);
+                    }
+                    Err(StartError::Init { body, .. }) => {
+                        *state.failed.lock() = Some(String::from_utf8_lossy(&body).into_owned());
+                    }
+                    Err(StartError::Internal(m)) => *state.failed.lock() = Some(m),
+                }
+            });
+        }
+        Ok(state)
+    }
+
+    pub fn provisioned_concurrency(&self, scope: &Scope, function: &str, qualifier: &str) -> Result<Arc<ProvisionedState>, Error> {
+        let latest = self.entry(scope, function, None)?;
+        let c = &latest.config;
+        self.provisioned
+            .lock()
+            .get(&format!("{}:{qualifier}", key(&c.account, &c.region, &c.name)))
+            .cloned()
+            .ok_or_else(|| {
+                Error::ProvisionedConfigNotFound(format!(
+                    "No Provisioned Concurrency Config found for this function: {}:{qualifier}",
+                    c.arn()
+                ))
+            })
+    }
+
+    pub fn list_provisioned_concurrency(&self, scope: &Scope, function: &str) -> Result<Vec<Arc<ProvisionedState>>, Error> {
+        let latest = self.entry(scope, function, None)?;
+        let c = &latest.config;
+        let prefix = format!("{}:", key(&c.account, &c.region, &c.name));
+        let mut out: Vec<(String, Arc<ProvisionedState>)> = self
+            .provisioned
+            .lock()
+            .iter()
+            .filter(|(k, _)| k.starts_with(&prefix))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(out.into_iter().map(|(_, v)| v).collect())
+    }
+
+    pub fn delete_provisioned_concurrency(&self, scope: &Scope, function: &str, qualifier: &str) -> Result<(), Error> {
+        self.provisioned_concurrency(scope, function, qualifier)?;
+        let latest = self.entry(scope, function, None)?;
+        let c = &latest.config;
+        let pk = format!("{}:{qualifier}", key(&c.account, &c.region, &c.name));
+        self.store.delete(PROVISIONED, &pk)?;
+        self.provisioned.lock().remove(&pk);
+        // The environments stay warm and are reaped like any other once idle.
+        if let Ok(entry) = self.entry(scope, function, Some(qualifier)) {
+            for env in entry.idle.lock().iter() {
+                env.provisioned.store(false, Ordering::SeqCst);
+            }
+        }
+        Ok(())
+    }
+
     /// Tags of a function, by its (unqualified) ARN.
     pub fn tags(&self, arn: &str) -> Result<BTreeMap<String, String>, Error> {
         let (scope, name) = self.function_by_arn(arn)?;
@@ -1045,6 +1205,7 @@ impl FunctionsEngine {
     async fn start_environment(
         &self,
         entry: &FunctionEntry,
+        provisioned: bool,
     ) -> Result<(Arc<Environment>, Duration), StartError> {
         if !entry.code_dir.join(".nimbus-unpacked").exists() {
             // Restarted with a fresh code cache: unpack again from the blob store.
@@ -1068,6 +1229,7 @@ impl FunctionsEngine {
             sandbox: self.sandbox.as_ref(),
             logs: self.logs.clone(),
             freeze: self.cfg.freeze_idle,
+            provisioned,
         })
         .await
     }
@@ -1083,7 +1245,7 @@ impl FunctionsEngine {
         let warm = entry.idle.lock().pop();
         let (env, init) = match warm {
             Some(env) => (env, None),
-            None => match self.start_environment(&entry).await {
+            None => match self.start_environment(&entry, false).await {
                 Ok((env, init)) => (env, Some(init)),
                 Err(StartError::Init { body, init, env }) => {
                     return Ok(self.init_failure(&config, &request_id, body, init, env, req.tail_log));

@@ -154,6 +154,8 @@ pub(crate) struct StartParams<'a> {
     pub sandbox: &'a dyn Sandbox,
     pub logs: Arc<LogStore>,
     pub freeze: bool,
+    /// Started for provisioned concurrency (kept warm, never reaped for idleness).
+    pub provisioned: bool,
 }
 
 pub(crate) struct Environment {
@@ -164,6 +166,8 @@ pub(crate) struct Environment {
     server: tokio::task::JoinHandle<()>,
     work_dir: PathBuf,
     pub last_used: Mutex<Instant>,
+    /// Provisioned-concurrency environments are exempt from idle reaping.
+    pub provisioned: AtomicBool,
     logs: Arc<LogStore>,
     log_scope: Arc<str>,
     log_group: Arc<str>,
@@ -255,6 +259,7 @@ impl Environment {
             RuntimeFamily::Provided => (p.code_dir.join("bootstrap"), vec![]),
         };
         let env = runtime_env(
+            p.provisioned,
             cfg,
             runtime,
             family,
@@ -273,6 +278,7 @@ impl Environment {
             server,
             work_dir,
             last_used: Mutex::new(Instant::now()),
+            provisioned: AtomicBool::new(p.provisioned),
             logs: p.logs.clone(),
             log_scope,
             log_group,
@@ -442,6 +448,7 @@ impl Drop for Environment {
 
 #[allow(clippy::too_many_arguments)]
 fn runtime_env(
+    provisioned: bool,
     cfg: &FunctionConfig,
     runtime: &str,
     family: RuntimeFamily,
@@ -468,7 +475,10 @@ fn runtime_env(
     set("AWS_LAMBDA_FUNCTION_NAME", cfg.name.clone());
     set("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", cfg.memory_mb.to_string());
     set("AWS_LAMBDA_FUNCTION_VERSION", cfg.version.clone());
-    set("AWS_LAMBDA_INITIALIZATION_TYPE", "on-demand".into());
+    set(
+        "AWS_LAMBDA_INITIALIZATION_TYPE",
+        if provisioned { "provisioned-concurrency" } else { "on-demand" }.into(),
+    );
     set("AWS_LAMBDA_LOG_GROUP_NAME", cfg.log_group());
     set("AWS_LAMBDA_LOG_STREAM_NAME", log_stream.to_string());
     set("AWS_REGION", cfg.region.clone());

@@ -11,7 +11,7 @@ mod logpipe;
 mod runtime_api;
 
 pub use async_queue::EventInvokeConfig;
-pub use engine::{Config, FunctionsEngine, Interpreter};
+pub use engine::{Config, FunctionsEngine, Interpreter, ProvisionedState};
 
 use bytes::Bytes;
 use nimbus_model::{Scope, ValidationError};
@@ -21,6 +21,8 @@ use std::collections::BTreeMap;
 pub enum Error {
     #[error("{0}")]
     NotFound(String),
+    #[error("{0}")]
+    ProvisionedConfigNotFound(String),
     #[error("{0}")]
     Conflict(String),
     #[error("{0}")]
