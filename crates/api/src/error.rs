@@ -42,6 +42,10 @@ impl ApiError {
     pub fn invalid_parameter(msg: impl Into<String>) -> ApiError {
         ApiError::new(400, "InvalidParameterValueException", msg)
     }
+    /// `InvalidParameterException` (the JSON services' spelling; Lambda says `…Value…`).
+    pub fn invalid_parameter_exception(msg: impl Into<String>) -> ApiError {
+        ApiError::new(400, "InvalidParameterException", msg)
+    }
     pub fn validation(msg: impl Into<String>) -> ApiError {
         ApiError::new(400, "ValidationException", msg)
     }

@@ -5,6 +5,7 @@
 
 mod auth;
 mod error;
+mod events;
 mod json_rpc;
 mod lambda;
 mod logs;
@@ -35,7 +36,8 @@ pub struct AppState {
 /// The single listener's router: health, REST-JSON services by path, and every
 /// JSON-1.x service through one dispatcher.
 pub fn router(state: AppState) -> Router {
-    let services: Vec<Arc<dyn JsonService>> = vec![Arc::new(logs::LogsService { logs: state.logs.clone() })];
+    let services: Vec<Arc<dyn JsonService>> =
+        vec![Arc::new(logs::LogsService { logs: state.logs.clone() }), Arc::new(events::EventsService)];
     let dispatcher = Arc::new(json_rpc::Dispatcher::new(services));
     Router::new()
         .route("/_nimbus/health", axum::routing::get(health))
