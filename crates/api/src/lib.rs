@@ -58,5 +58,6 @@ async fn health(State(state): State<AppState>) -> impl IntoResponse {
         "status": "ok",
         "version": state.version,
         "sandbox": state.functions.sandbox_name(),
+        "python_sdk": if state.functions.python_sdk_ready() { "ready" } else { "pending" },
     }))
 }

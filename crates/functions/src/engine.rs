@@ -38,6 +38,8 @@ pub struct Config {
     pub endpoint_url: String,
     pub python: Interpreter,
     pub node: Interpreter,
+    /// boto3 for python runtimes, set once installed (see `python_sdk::ensure`).
+    pub python_sdk: Arc<std::sync::OnceLock<PathBuf>>,
     /// First retry delay of a failed asynchronous invocation (Lambda: about a minute);
     /// the second waits twice as long.
     pub async_retry_delay: Duration,
@@ -276,6 +278,11 @@ impl FunctionsEngine {
 
     pub(crate) fn async_retry_delay(&self) -> Duration {
         self.cfg.async_retry_delay
+    }
+
+    /// Whether boto3 is ready for python functions.
+    pub fn python_sdk_ready(&self) -> bool {
+        self.cfg.python_sdk.get().is_some()
     }
 
     pub fn sandbox_name(&self) -> &'static str {
@@ -1230,6 +1237,7 @@ impl FunctionsEngine {
             logs: self.logs.clone(),
             freeze: self.cfg.freeze_idle,
             provisioned,
+            python_sdk: self.cfg.python_sdk.get().cloned(),
         })
         .await
     }

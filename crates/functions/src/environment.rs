@@ -156,6 +156,8 @@ pub(crate) struct StartParams<'a> {
     pub freeze: bool,
     /// Started for provisioned concurrency (kept warm, never reaped for idleness).
     pub provisioned: bool,
+    /// Where the AWS SDK for Python (boto3) is installed for python runtimes, if ready.
+    pub python_sdk: Option<PathBuf>,
 }
 
 pub(crate) struct Environment {
@@ -258,18 +260,7 @@ impl Environment {
             }
             RuntimeFamily::Provided => (p.code_dir.join("bootstrap"), vec![]),
         };
-        let env = runtime_env(
-            p.provisioned,
-            cfg,
-            runtime,
-            family,
-            &addr.to_string(),
-            &p.code_dir,
-            &tmp_dir,
-            &log_stream,
-            p.endpoint_url,
-            p.runtimes_dir,
-        );
+        let env = runtime_env(&p, runtime, family, &addr.to_string(), &tmp_dir, &log_stream);
 
         let env_obj = Arc::new(Environment {
             id,
@@ -448,17 +439,15 @@ impl Drop for Environment {
 
 #[allow(clippy::too_many_arguments)]
 fn runtime_env(
-    provisioned: bool,
-    cfg: &FunctionConfig,
+    p: &StartParams<'_>,
     runtime: &str,
     family: RuntimeFamily,
     runtime_api: &str,
-    code_dir: &std::path::Path,
     tmp_dir: &std::path::Path,
     log_stream: &str,
-    endpoint_url: &str,
-    runtimes_dir: &std::path::Path,
 ) -> Vec<(String, String)> {
+    let (cfg, code_dir, provisioned) = (p.config, &p.code_dir, p.provisioned);
+    let (endpoint_url, runtimes_dir) = (p.endpoint_url, p.runtimes_dir);
     let host_path = std::env::var("PATH").unwrap_or_else(|_| "/usr/local/bin:/usr/bin:/bin".into());
     let mut env: Vec<(String, String)> =
         cfg.environment.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
@@ -491,7 +480,12 @@ fn runtime_env(
     match family {
         RuntimeFamily::Python => {
             set("PYTHONUNBUFFERED", "1".into());
-            set("PYTHONPATH", format!("{}:/opt/python", code_dir.display()));
+            // As on AWS: the function's own packages first, then layers, then the runtime's boto3.
+            let mut path = format!("{}:/opt/python", code_dir.display());
+            if let Some(sdk) = &p.python_sdk {
+                path.push_str(&format!(":{}", sdk.display()));
+            }
+            set("PYTHONPATH", path);
         }
         RuntimeFamily::Node => {
             set("NODE_PATH", "/opt/nodejs/node_modules:/opt/nodejs/node22/node_modules".into());

@@ -5,6 +5,7 @@
 
 mod async_queue;
 pub mod code;
+pub mod python_sdk;
 mod engine;
 mod environment;
 mod logpipe;

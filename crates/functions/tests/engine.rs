@@ -24,6 +24,7 @@ fn engine(dir: &std::path::Path, max_concurrency: usize) -> Arc<FunctionsEngine>
             python: Interpreter::new("python3".into()),
             node: Interpreter::new("node".into()),
             async_retry_delay: Duration::from_millis(100),
+            python_sdk: Default::default(),
         },
         Arc::new(SqliteStore::open(&db).unwrap()),
         BlobStore::open(&dir.join("blobs")).unwrap(),

@@ -70,6 +70,10 @@ struct ServerArgs {
     /// Seconds before the first retry of a failed asynchronous invocation (doubling after).
     #[arg(long, env = "NIMBUS_ASYNC_RETRY_DELAY", default_value_t = 60.0)]
     async_retry_delay: f64,
+    /// Where boto3 for python functions is installed (shared by every data dir); `off`
+    /// to not provide it.
+    #[arg(long, env = "NIMBUS_PYTHON_SDK_CACHE")]
+    python_sdk_cache: Option<String>,
     /// Sandbox backend; `auto` picks the best one this host supports.
     #[arg(long, env = "NIMBUS_SANDBOX", value_enum, default_value = "auto")]
     sandbox: SandboxArg,
@@ -142,6 +146,9 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
     let store = Arc::new(SqliteStore::open(&db)?);
     let logs = Arc::new(LogStore::open(&db)?);
     let blobs = BlobStore::open(&data_dir.join("blobs"))?;
+    let python = interpreter("python3", "NIMBUS_PYTHON", &["-c", "import sys; print(sys.executable)"]);
+    let python_sdk: Arc<std::sync::OnceLock<PathBuf>> = Arc::default();
+    spawn_python_sdk_install(&args, python.clone(), python_sdk.clone());
     let functions = FunctionsEngine::open(
         nimbus_functions::Config {
             data_dir: data_dir.clone(),
@@ -149,7 +156,8 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
             env_idle_timeout: Duration::from_secs_f64(args.env_idle_timeout.max(0.05)),
             freeze_idle: !args.no_freeze,
             endpoint_url: endpoint_url.clone(),
-            python: interpreter("python3", "NIMBUS_PYTHON", &["-c", "import sys; print(sys.executable)"]),
+            python,
+            python_sdk,
             node: interpreter("node", "NIMBUS_NODE", &["-e", "console.log(process.execPath)"]),
             async_retry_delay: Duration::from_secs_f64(args.async_retry_delay.max(0.0)),
         },
@@ -192,6 +200,30 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
     });
     axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await?;
     Ok(())
+}
+
+/// Provides boto3 to python functions, as AWS's python runtimes do, without delaying start-up.
+fn spawn_python_sdk_install(args: &ServerArgs, python: Interpreter, slot: Arc<std::sync::OnceLock<PathBuf>>) {
+    let cache = match args.python_sdk_cache.as_deref() {
+        Some("off") => return,
+        Some(dir) => PathBuf::from(dir),
+        None => std::env::var_os("XDG_CACHE_HOME")
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+            .unwrap_or_else(|| PathBuf::from("/tmp"))
+            .join("nimbus"),
+    };
+    std::thread::spawn(move || {
+        // Wait briefly for a version-manager shim to resolve, so pip runs the real interpreter.
+        std::thread::sleep(Duration::from_millis(500));
+        match nimbus_functions::python_sdk::ensure(&python.path(), &cache, nimbus_sandbox::die_with_parent) {
+            Ok(dir) => {
+                tracing::info!("boto3 for python functions: {}", dir.display());
+                let _ = slot.set(dir);
+            }
+            Err(e) => tracing::warn!("python functions will not have boto3 unless they package it: {e}"),
+        }
+    });
 }
 
 fn parse_keys(raw: &[String]) -> anyhow::Result<HashMap<String, String>> {
