@@ -101,6 +101,8 @@ pub struct FunctionsEngine {
     provisioned: Mutex<HashMap<String, Arc<ProvisionedState>>>,
     /// Reserved concurrency by `acct:region:name`.
     reserved: RwLock<HashMap<String, usize>>,
+    /// Tags set through TagResource, by function ARN (a read-through cache of `TAGS`).
+    tags: RwLock<HashMap<String, BTreeMap<String, String>>>,
     /// Serialises control-plane writes so read-modify-write updates do not interleave.
     writes: Mutex<()>,
 }
@@ -228,6 +230,7 @@ impl FunctionsEngine {
             aliases: RwLock::new(HashMap::new()),
             concurrency: Mutex::new(HashMap::new()),
             reserved: RwLock::new(HashMap::new()),
+            tags: RwLock::new(HashMap::new()),
             provisioned: Mutex::new(HashMap::new()),
             writes: Mutex::new(()),
         };
@@ -244,6 +247,11 @@ impl FunctionsEngine {
                     retired: AtomicBool::new(false),
                 }),
             );
+        }
+        for (k, v) in engine.store.list(TAGS)? {
+            if let Ok(t) = serde_json::from_slice(&v) {
+                engine.tags.write().insert(k, t);
+            }
         }
         for (k, v) in engine.store.list(RESERVED)? {
             if let Some(n) = String::from_utf8(v).ok().and_then(|s| s.parse().ok()) {
@@ -657,6 +665,7 @@ impl FunctionsEngine {
                 self.store.delete(RESERVED, &k)?;
                 self.reserved.write().remove(&k);
                 self.store.delete(TAGS, &latest.config.arn())?;
+                self.tags.write().remove(&latest.config.arn());
                 for (key, _) in self.store.list(crate::async_queue::INVOKE_CONFIGS)? {
                     if key == k || key.starts_with(&prefix) {
                         self.store.delete(crate::async_queue::INVOKE_CONFIGS, &key)?;
@@ -1105,11 +1114,7 @@ impl FunctionsEngine {
     pub fn tags(&self, arn: &str) -> Result<BTreeMap<String, String>, Error> {
         let (scope, name) = self.function_by_arn(arn)?;
         let latest = self.entry(&scope, &name, None)?;
-        let stored = self.store.get(TAGS, &latest.config.arn())?;
-        Ok(match stored {
-            Some(b) => serde_json::from_slice(&b).map_err(|e| Error::Internal(e.to_string()))?,
-            None => latest.config.tags.clone(),
-        })
+        Ok(self.tags.read().get(&latest.config.arn()).cloned().unwrap_or_else(|| latest.config.tags.clone()))
     }
 
     pub fn tag_resource(&self, arn: &str, add: BTreeMap<String, String>) -> Result<(), Error> {
@@ -1136,6 +1141,7 @@ impl FunctionsEngine {
         let latest = self.entry(&scope, &name, None)?;
         let bytes = serde_json::to_vec(tags).map_err(|e| Error::Internal(e.to_string()))?;
         self.store.put(TAGS, &latest.config.arn(), &bytes)?;
+        self.tags.write().insert(latest.config.arn(), tags.clone());
         Ok(())
     }
 
