@@ -35,7 +35,12 @@ impl JsonService for EventsService {
         "AWSEvents"
     }
 
-    fn call<'a>(&'a self, _ctx: &'a RequestContext, operation: &'a str, input: Bytes) -> BoxFuture<'a, Result<Value, ApiError>> {
+    fn call<'a>(
+        &'a self,
+        _ctx: &'a RequestContext,
+        operation: &'a str,
+        input: Bytes,
+    ) -> BoxFuture<'a, Result<Value, ApiError>> {
         Box::pin(async move {
             match operation {
                 "TestEventPattern" => test_event_pattern(parse(&input)?),

@@ -56,7 +56,10 @@ pub fn routes() -> Router<AppState> {
         .route("/2017-03-31/tags/{arn}", get(list_tags).post(tag_resource).delete(untag_resource))
         .route(
             "/2019-09-25/functions/{name}/event-invoke-config",
-            get(get_invoke_config).put(put_invoke_config).post(update_invoke_config).delete(delete_invoke_config),
+            get(get_invoke_config)
+                .put(put_invoke_config)
+                .post(update_invoke_config)
+                .delete(delete_invoke_config),
         )
         .route(
             "/2019-09-30/functions/{name}/provisioned-concurrency",
@@ -633,7 +636,10 @@ async fn list_versions(
     Path(name): Path<String>,
 ) -> LambdaResult {
     let versions = s.functions.list_versions(&ctx.scope, &name)?;
-    Ok(json_response(StatusCode::OK, ListVersionsOut { versions: versions.iter().map(|c| configuration(c)).collect() }))
+    Ok(json_response(
+        StatusCode::OK,
+        ListVersionsOut { versions: versions.iter().map(|c| configuration(c)).collect() },
+    ))
 }
 
 #[derive(Deserialize, Default)]
@@ -758,7 +764,10 @@ async fn list_aliases(
     Query(q): Query<ListAliasesQuery>,
 ) -> LambdaResult {
     let aliases = s.functions.list_aliases(&ctx.scope, &name, q.function_version.as_deref())?;
-    Ok(json_response(StatusCode::OK, ListAliasesOut { aliases: aliases.iter().map(|a| alias_out(a)).collect() }))
+    Ok(json_response(
+        StatusCode::OK,
+        ListAliasesOut { aliases: aliases.iter().map(|a| alias_out(a)).collect() },
+    ))
 }
 
 #[derive(Deserialize)]
@@ -820,7 +829,11 @@ async fn tag_resource(State(s): State<AppState>, Path(arn): Path<String>, body: 
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-async fn untag_resource(State(s): State<AppState>, Path(arn): Path<String>, uri: axum::http::Uri) -> LambdaResult {
+async fn untag_resource(
+    State(s): State<AppState>,
+    Path(arn): Path<String>,
+    uri: axum::http::Uri,
+) -> LambdaResult {
     // `tagKeys` repeats (`?tagKeys=a&tagKeys=b`), which a map extractor would collapse.
     let keys: Vec<String> = uri
         .query()
@@ -828,7 +841,9 @@ async fn untag_resource(State(s): State<AppState>, Path(arn): Path<String>, uri:
         .split('&')
         .filter_map(|kv| kv.split_once('='))
         .filter(|(k, _)| *k == "tagKeys")
-        .map(|(_, v)| percent_encoding::percent_decode_str(&v.replace('+', " ")).decode_utf8_lossy().into_owned())
+        .map(|(_, v)| {
+            percent_encoding::percent_decode_str(&v.replace('+', " ")).decode_utf8_lossy().into_owned()
+        })
         .collect();
     s.functions.untag_resource(&arn, &keys)?;
     Ok(StatusCode::NO_CONTENT.into_response())
@@ -857,14 +872,23 @@ fn invoke_config_out(c: &nimbus_functions::EventInvokeConfig) -> serde_json::Val
     v
 }
 
-async fn write_invoke_config(s: AppState, ctx: RequestContext, name: String, q: QualifierQuery, body: Bytes, merge: bool) -> LambdaResult {
+async fn write_invoke_config(
+    s: AppState,
+    ctx: RequestContext,
+    name: String,
+    q: QualifierQuery,
+    body: Bytes,
+    merge: bool,
+) -> LambdaResult {
     let input: EventInvokeConfigInput = parse_optional(&body)?;
     let has_destination = input.destination_config.as_ref().is_some_and(|d| {
         ["OnSuccess", "OnFailure"].iter().any(|k| d.get(k).and_then(|x| x.get("Destination")).is_some())
     });
     if has_destination {
         // Destinations need SQS/SNS/EventBridge targets, which this build does not have yet.
-        return Err(ApiError::invalid_parameter("Destinations are not supported by this Nimbus build yet.").into());
+        return Err(
+            ApiError::invalid_parameter("Destinations are not supported by this Nimbus build yet.").into()
+        );
     }
     let c = s.functions.put_event_invoke_config(
         &ctx.scope,
@@ -981,7 +1005,10 @@ async fn get_provisioned(
     if q.list.is_some() {
         let all = s.functions.list_provisioned_concurrency(&ctx.scope, &name)?;
         let configs: Vec<serde_json::Value> = all.iter().map(|p| provisioned_out(p, true)).collect();
-        return Ok(json_response(StatusCode::OK, serde_json::json!({"ProvisionedConcurrencyConfigs": configs})));
+        return Ok(json_response(
+            StatusCode::OK,
+            serde_json::json!({"ProvisionedConcurrencyConfigs": configs}),
+        ));
     }
     let qualifier = qualifier_required(q.qualifier)?;
     let p = s.functions.provisioned_concurrency(&ctx.scope, &name, &qualifier)?;

@@ -6,6 +6,7 @@
 mod auth;
 mod error;
 mod events;
+mod function_urls;
 mod json_rpc;
 mod lambda;
 mod logs;
@@ -46,7 +47,17 @@ pub fn router(state: AppState) -> Router {
         .fallback(lambda::unknown_route)
         .method_not_allowed_fallback(lambda::unknown_route)
         .layer(axum::Extension(dispatcher))
+        .route(
+            "/2021-10-31/functions/{name}/url",
+            axum::routing::get(function_urls::get)
+                .post(function_urls::create)
+                .put(function_urls::update)
+                .delete(function_urls::delete),
+        )
+        .route("/2021-10-31/functions/{name}/urls", axum::routing::get(function_urls::list))
         .layer(axum::middleware::from_fn_with_state(state.clone(), auth::authenticate))
+        // Function URL requests are not AWS API calls: they bypass SigV4 handling.
+        .layer(axum::middleware::from_fn_with_state(state.clone(), function_urls::intercept))
         // Bodies are bounded per operation inside the handlers (6 MB invoke, 50 MB zip
         // as base64 JSON), so AWS's own error can be returned rather than axum's.
         .layer(axum::extract::DefaultBodyLimit::max(80 * 1024 * 1024))

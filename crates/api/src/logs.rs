@@ -8,7 +8,6 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use std::sync::Arc;
 
-
 pub struct LogsService {
     pub logs: Arc<LogStore>,
 }
@@ -281,12 +280,21 @@ impl LogsService {
         let scope = Self::scope(ctx);
         let streams = self.logs.streams(&scope, &input.log_group_name)?.ok_or_else(group_missing)?;
         if !streams.iter().any(|s| s.name == input.log_stream_name) {
-            return Err(ApiError::new(400, "ResourceNotFoundException", "The specified log stream does not exist."));
+            return Err(ApiError::new(
+                400,
+                "ResourceNotFoundException",
+                "The specified log stream does not exist.",
+            ));
         }
         if input.log_events.is_empty() || input.log_events.len() > 10_000 {
-            return Err(ApiError::new(400, "InvalidParameterException", "logEvents must hold 1 to 10,000 events"));
+            return Err(ApiError::new(
+                400,
+                "InvalidParameterException",
+                "logEvents must hold 1 to 10,000 events",
+            ));
         }
-        let (group, stream): (Arc<str>, Arc<str>) = (input.log_group_name.into(), input.log_stream_name.into());
+        let (group, stream): (Arc<str>, Arc<str>) =
+            (input.log_group_name.into(), input.log_stream_name.into());
         let scope: Arc<str> = scope.into();
         let now = chrono::Utc::now().timestamp_millis();
         let (mut too_old, mut too_new) = (None, None);
@@ -326,11 +334,14 @@ impl LogsService {
         let group = group_name(input.log_group_name, input.log_group_identifier)?;
         let scope = Self::scope(ctx);
         let streams = self.logs.streams(&scope, &group)?.ok_or_else(group_missing)?;
-        let pattern = nimbus_model::filter_pattern::FilterPattern::parse(input.filter_pattern.as_deref().unwrap_or(""))
-            .map_err(|m| ApiError::new(400, "InvalidParameterException", m))?;
+        let pattern =
+            nimbus_model::filter_pattern::FilterPattern::parse(input.filter_pattern.as_deref().unwrap_or(""))
+                .map_err(|m| ApiError::new(400, "InvalidParameterException", m))?;
         let after = match input.next_token.as_deref() {
             None => 0,
-            Some(t) => t.parse().map_err(|_| ApiError::new(400, "InvalidParameterException", "The specified nextToken is invalid."))?,
+            Some(t) => t.parse().map_err(|_| {
+                ApiError::new(400, "InvalidParameterException", "The specified nextToken is invalid.")
+            })?,
         };
         let limit = input.limit.unwrap_or(10_000).clamp(1, 10_000);
         // Scan in pages until `limit` matches or the group is exhausted.
@@ -431,7 +442,11 @@ impl JsonService for LogsService {
                 "DeleteLogStream" => {
                     let i: StreamRef = parse(&input)?;
                     if !self.logs.delete_stream(&Self::scope(ctx), &i.log_group_name, &i.log_stream_name)? {
-                        return Err(ApiError::new(400, "ResourceNotFoundException", "The specified log stream does not exist."));
+                        return Err(ApiError::new(
+                            400,
+                            "ResourceNotFoundException",
+                            "The specified log stream does not exist.",
+                        ));
                     }
                     Ok(json!({}))
                 }
@@ -441,10 +456,17 @@ impl JsonService for LogsService {
                         return Err(ApiError::new(
                             400,
                             "InvalidParameterException",
-                            format!("1 validation error detected: Value '{}' at 'retentionInDays' failed to satisfy constraint: Member must satisfy enum value set: {RETENTION_DAYS:?}", i.retention_in_days),
+                            format!(
+                                "1 validation error detected: Value '{}' at 'retentionInDays' failed to satisfy constraint: Member must satisfy enum value set: {RETENTION_DAYS:?}",
+                                i.retention_in_days
+                            ),
                         ));
                     }
-                    if !self.logs.set_retention(&Self::scope(ctx), &i.log_group_name, Some(i.retention_in_days))? {
+                    if !self.logs.set_retention(
+                        &Self::scope(ctx),
+                        &i.log_group_name,
+                        Some(i.retention_in_days),
+                    )? {
                         return Err(group_missing());
                     }
                     Ok(json!({}))

@@ -76,7 +76,12 @@ impl FunctionsEngine {
 
     /// Store key and ARN of a function's (or version's/alias's) event invoke config;
     /// unqualified and `$LATEST` share one.
-    fn invoke_config_key(&self, scope: &Scope, function: &str, qualifier: Option<&str>) -> Result<(String, String), Error> {
+    fn invoke_config_key(
+        &self,
+        scope: &Scope,
+        function: &str,
+        qualifier: Option<&str>,
+    ) -> Result<(String, String), Error> {
         let c = self.get_function(scope, function, None)?;
         let q = match qualifier {
             Some(q) => Some(q.to_string()),
@@ -149,7 +154,12 @@ impl FunctionsEngine {
         }
     }
 
-    pub fn delete_event_invoke_config(&self, scope: &Scope, function: &str, qualifier: Option<&str>) -> Result<(), Error> {
+    pub fn delete_event_invoke_config(
+        &self,
+        scope: &Scope,
+        function: &str,
+        qualifier: Option<&str>,
+    ) -> Result<(), Error> {
         let (k, arn) = self.invoke_config_key(scope, function, qualifier)?;
         if !self.store().delete(INVOKE_CONFIGS, &k)? {
             return Err(Error::NotFound(format!("The function {arn} doesn't have an EventInvokeConfig")));
@@ -216,7 +226,11 @@ impl FunctionsEngine {
                 false
             }
             Err(Error::NotFound(_)) => {
-                tracing::warn!("dropping event {}: function {} no longer exists", event.request_id, event.function);
+                tracing::warn!(
+                    "dropping event {}: function {} no longer exists",
+                    event.request_id,
+                    event.function
+                );
                 false
             }
             Err(e) => {
@@ -227,7 +241,8 @@ impl FunctionsEngine {
         let config = self.event_invoke_config_for(&event);
         let max_retries = config.as_ref().and_then(|c| c.maximum_retry_attempts).unwrap_or(MAX_RETRIES);
         let max_age_ms =
-            i64::from(config.as_ref().and_then(|c| c.maximum_event_age_secs).unwrap_or(MAX_EVENT_AGE_SECS)) * 1000;
+            i64::from(config.as_ref().and_then(|c| c.maximum_event_age_secs).unwrap_or(MAX_EVENT_AGE_SECS))
+                * 1000;
         let too_old = chrono::Utc::now().timestamp_millis() - event.enqueued_ms > max_age_ms;
         if failed && event.attempts < max_retries && !too_old {
             event.attempts += 1;

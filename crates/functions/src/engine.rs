@@ -101,6 +101,8 @@ pub struct FunctionsEngine {
     provisioned: Mutex<HashMap<String, Arc<ProvisionedState>>>,
     /// Reserved concurrency by `acct:region:name`.
     reserved: RwLock<HashMap<String, usize>>,
+    /// Function URL configurations by URL id.
+    url_configs: RwLock<HashMap<String, Arc<nimbus_model::FunctionUrlConfig>>>,
     /// Tags set through TagResource, by function ARN (a read-through cache of `TAGS`).
     tags: RwLock<HashMap<String, BTreeMap<String, String>>>,
     /// Serialises control-plane writes so read-modify-write updates do not interleave.
@@ -231,6 +233,7 @@ impl FunctionsEngine {
             concurrency: Mutex::new(HashMap::new()),
             reserved: RwLock::new(HashMap::new()),
             tags: RwLock::new(HashMap::new()),
+            url_configs: RwLock::new(HashMap::new()),
             provisioned: Mutex::new(HashMap::new()),
             writes: Mutex::new(()),
         };
@@ -247,6 +250,11 @@ impl FunctionsEngine {
                     retired: AtomicBool::new(false),
                 }),
             );
+        }
+        for (k, v) in engine.store.list(crate::urls::URL_CONFIGS)? {
+            if let Ok(u) = serde_json::from_slice(&v) {
+                engine.url_configs.write().insert(k, Arc::new(u));
+            }
         }
         for (k, v) in engine.store.list(TAGS)? {
             if let Ok(t) = serde_json::from_slice(&v) {
@@ -269,7 +277,11 @@ impl FunctionsEngine {
             if let Ok(doc) = serde_json::from_slice::<ProvisionedDoc>(&v) {
                 let scope = Scope::new(doc.account.clone(), doc.region.clone());
                 if let Err(e) = engine.provision(&scope, &doc.function, &doc.qualifier, doc.requested) {
-                    tracing::warn!("could not restore provisioned concurrency of {}:{}: {e}", doc.function, doc.qualifier);
+                    tracing::warn!(
+                        "could not restore provisioned concurrency of {}:{}: {e}",
+                        doc.function,
+                        doc.qualifier
+                    );
                 }
             }
         }
@@ -282,6 +294,10 @@ impl FunctionsEngine {
 
     pub(crate) fn store(&self) -> &dyn Store {
         self.store.as_ref()
+    }
+
+    pub(crate) fn url_configs(&self) -> &RwLock<HashMap<String, Arc<nimbus_model::FunctionUrlConfig>>> {
+        &self.url_configs
     }
 
     pub(crate) fn async_retry_delay(&self) -> Duration {
@@ -376,7 +392,12 @@ impl FunctionsEngine {
             None | Some("$LATEST") => return Ok(latest),
             Some(q) if q.chars().all(|c| c.is_ascii_digit()) => q.to_string(),
             Some(alias) => {
-                let a = self.aliases.read().get(&format!("{k}:{alias}")).cloned().ok_or_else(|| not_found(&arn()))?;
+                let a = self
+                    .aliases
+                    .read()
+                    .get(&format!("{k}:{alias}"))
+                    .cloned()
+                    .ok_or_else(|| not_found(&arn()))?;
                 match roll {
                     Some(roll) => a.route(roll).to_string(),
                     None => a.function_version.clone(),
@@ -415,7 +436,9 @@ impl FunctionsEngine {
             .read()
             .values()
             .filter(|e| {
-                e.config.account == scope.account && e.config.region == scope.region && e.config.version == "$LATEST"
+                e.config.account == scope.account
+                    && e.config.region == scope.region
+                    && e.config.version == "$LATEST"
             })
             .map(|e| e.config.clone())
             .collect();
@@ -640,7 +663,12 @@ impl FunctionsEngine {
     }
 
     /// Deletes the function (all versions and aliases), or one published version.
-    pub fn delete_function(&self, scope: &Scope, function: &str, qualifier: Option<&str>) -> Result<(), Error> {
+    pub fn delete_function(
+        &self,
+        scope: &Scope,
+        function: &str,
+        qualifier: Option<&str>,
+    ) -> Result<(), Error> {
         let _w = self.writes.lock();
         let (r, k) = self.resolve(scope, function)?;
         let latest = self.entry(scope, function, None)?;
@@ -666,6 +694,21 @@ impl FunctionsEngine {
                 self.reserved.write().remove(&k);
                 self.store.delete(TAGS, &latest.config.arn())?;
                 self.tags.write().remove(&latest.config.arn());
+                let urls: Vec<String> = self
+                    .url_configs
+                    .read()
+                    .values()
+                    .filter(|u| {
+                        u.account == latest.config.account
+                            && u.region == latest.config.region
+                            && u.function_name == latest.config.name
+                    })
+                    .map(|u| u.url_id.clone())
+                    .collect();
+                for id in urls {
+                    self.store.delete(crate::urls::URL_CONFIGS, &id)?;
+                    self.url_configs.write().remove(&id);
+                }
                 for (key, _) in self.store.list(crate::async_queue::INVOKE_CONFIGS)? {
                     if key == k || key.starts_with(&prefix) {
                         self.store.delete(crate::async_queue::INVOKE_CONFIGS, &key)?;
@@ -677,9 +720,12 @@ impl FunctionsEngine {
             }
             Some(q) if q.chars().all(|c| c.is_ascii_digit()) => {
                 let vk = format!("{k}:{q}");
-                let version = self.functions.read().get(&vk).cloned().ok_or_else(|| {
-                    not_found(&format!("{}:{q}", latest.config.arn()))
-                })?;
+                let version = self
+                    .functions
+                    .read()
+                    .get(&vk)
+                    .cloned()
+                    .ok_or_else(|| not_found(&format!("{}:{q}", latest.config.arn())))?;
                 let users: Vec<String> = self
                     .aliases
                     .read()
@@ -789,17 +835,27 @@ impl FunctionsEngine {
         Ok(versions)
     }
 
-    fn check_alias_target(&self, k: &str, arn: &str, version: &str, weights: &BTreeMap<String, f64>) -> Result<(), Error> {
+    fn check_alias_target(
+        &self,
+        k: &str,
+        arn: &str,
+        version: &str,
+        weights: &BTreeMap<String, f64>,
+    ) -> Result<(), Error> {
         let exists = |v: &str| v == "$LATEST" || self.functions.read().contains_key(&format!("{k}:{v}"));
         if !exists(version) {
             return Err(Error::NotFound(format!("Function not found: {arn}:{version}")));
         }
         if weights.len() > 1 {
-            return Err(Error::InvalidParameter("Number of items in AdditionalVersionWeights cannot be greater than 1".into()));
+            return Err(Error::InvalidParameter(
+                "Number of items in AdditionalVersionWeights cannot be greater than 1".into(),
+            ));
         }
         for (v, w) in weights {
             if !(0.0..=1.0).contains(w) {
-                return Err(Error::InvalidParameter(format!("Invalid weight {w} for version {v}: weights are between 0.0 and 1.0")));
+                return Err(Error::InvalidParameter(format!(
+                    "Invalid weight {w} for version {v}: weights are between 0.0 and 1.0"
+                )));
             }
             if version == "$LATEST" || v == "$LATEST" {
                 return Err(Error::InvalidParameter(
@@ -858,7 +914,12 @@ impl FunctionsEngine {
         Ok(alias)
     }
 
-    fn alias_key(&self, scope: &Scope, function: &str, name: &str) -> Result<(String, Arc<FunctionEntry>), Error> {
+    fn alias_key(
+        &self,
+        scope: &Scope,
+        function: &str,
+        name: &str,
+    ) -> Result<(String, Arc<FunctionEntry>), Error> {
         let latest = self.entry(scope, function, None)?;
         let c = &latest.config;
         Ok((format!("{}:{name}", key(&c.account, &c.region, &c.name)), latest))
@@ -874,6 +935,7 @@ impl FunctionsEngine {
     }
 
     /// UpdateAlias: only the given fields change.
+    #[allow(clippy::too_many_arguments)]
     pub fn update_alias(
         &self,
         scope: &Scope,
@@ -905,7 +967,12 @@ impl FunctionsEngine {
             alias.additional_version_weights = w;
         }
         let k = key(&latest.config.account, &latest.config.region, &latest.config.name);
-        self.check_alias_target(&k, &latest.config.arn(), &alias.function_version, &alias.additional_version_weights)?;
+        self.check_alias_target(
+            &k,
+            &latest.config.arn(),
+            &alias.function_version,
+            &alias.additional_version_weights,
+        )?;
         alias.revision_id = uuid::Uuid::new_v4().to_string();
         self.save_alias(ak, alias)
     }
@@ -919,7 +986,12 @@ impl FunctionsEngine {
     }
 
     /// Aliases of a function, optionally only those pointing at `version`.
-    pub fn list_aliases(&self, scope: &Scope, function: &str, version: Option<&str>) -> Result<Vec<Arc<Alias>>, Error> {
+    pub fn list_aliases(
+        &self,
+        scope: &Scope,
+        function: &str,
+        version: Option<&str>,
+    ) -> Result<Vec<Arc<Alias>>, Error> {
         let latest = self.entry(scope, function, None)?;
         let c = &latest.config;
         let mut out: Vec<Arc<Alias>> = self
@@ -940,9 +1012,11 @@ impl FunctionsEngine {
         let fk = key(&config.account, &config.region, &config.name);
         let (counter_key, limit, reason) = match self.reserved.read().get(&fk) {
             Some(n) => (fk, *n, "ReservedFunctionConcurrentInvocationLimitExceeded"),
-            None => {
-                (config.account.clone(), self.unreserved(&config.account), "ConcurrentInvocationLimitExceeded")
-            }
+            None => (
+                config.account.clone(),
+                self.unreserved(&config.account),
+                "ConcurrentInvocationLimitExceeded",
+            ),
         };
         let counter = self.concurrency.lock().entry(counter_key).or_default().clone();
         let before = counter.fetch_add(1, Ordering::SeqCst);
@@ -1005,7 +1079,9 @@ impl FunctionsEngine {
         n: usize,
     ) -> Result<Arc<ProvisionedState>, Error> {
         if n == 0 {
-            return Err(Error::InvalidParameter("ProvisionedConcurrentExecutions must be at least 1.".into()));
+            return Err(Error::InvalidParameter(
+                "ProvisionedConcurrentExecutions must be at least 1.".into(),
+            ));
         }
         let state = self.provision(scope, function, qualifier, n)?;
         let latest = self.entry(scope, function, None)?;
@@ -1018,11 +1094,21 @@ impl FunctionsEngine {
             requested: n,
         };
         let bytes = serde_json::to_vec(&doc).map_err(|e| Error::Internal(e.to_string()))?;
-        self.store.put(PROVISIONED, &format!("{}:{qualifier}", key(&c.account, &c.region, &c.name)), &bytes)?;
+        self.store.put(
+            PROVISIONED,
+            &format!("{}:{qualifier}", key(&c.account, &c.region, &c.name)),
+            &bytes,
+        )?;
         Ok(state)
     }
 
-    fn provision(self: &Arc<Self>, scope: &Scope, function: &str, qualifier: &str, n: usize) -> Result<Arc<ProvisionedState>, Error> {
+    fn provision(
+        self: &Arc<Self>,
+        scope: &Scope,
+        function: &str,
+        qualifier: &str,
+        n: usize,
+    ) -> Result<Arc<ProvisionedState>, Error> {
         if qualifier == "$LATEST" {
             return Err(Error::InvalidParameter(
                 "Provisioned Concurrency Configs cannot be applied to unpublished function versions.".into(),
@@ -1064,7 +1150,12 @@ impl FunctionsEngine {
         Ok(state)
     }
 
-    pub fn provisioned_concurrency(&self, scope: &Scope, function: &str, qualifier: &str) -> Result<Arc<ProvisionedState>, Error> {
+    pub fn provisioned_concurrency(
+        &self,
+        scope: &Scope,
+        function: &str,
+        qualifier: &str,
+    ) -> Result<Arc<ProvisionedState>, Error> {
         let latest = self.entry(scope, function, None)?;
         let c = &latest.config;
         self.provisioned
@@ -1079,7 +1170,11 @@ impl FunctionsEngine {
             })
     }
 
-    pub fn list_provisioned_concurrency(&self, scope: &Scope, function: &str) -> Result<Vec<Arc<ProvisionedState>>, Error> {
+    pub fn list_provisioned_concurrency(
+        &self,
+        scope: &Scope,
+        function: &str,
+    ) -> Result<Vec<Arc<ProvisionedState>>, Error> {
         let latest = self.entry(scope, function, None)?;
         let c = &latest.config;
         let prefix = format!("{}:", key(&c.account, &c.region, &c.name));
@@ -1094,7 +1189,12 @@ impl FunctionsEngine {
         Ok(out.into_iter().map(|(_, v)| v).collect())
     }
 
-    pub fn delete_provisioned_concurrency(&self, scope: &Scope, function: &str, qualifier: &str) -> Result<(), Error> {
+    pub fn delete_provisioned_concurrency(
+        &self,
+        scope: &Scope,
+        function: &str,
+        qualifier: &str,
+    ) -> Result<(), Error> {
         self.provisioned_concurrency(scope, function, qualifier)?;
         let latest = self.entry(scope, function, None)?;
         let c = &latest.config;
@@ -1157,7 +1257,8 @@ impl FunctionsEngine {
     /// GetAccountSettings' figures for an account: (function count, total code bytes, limit).
     pub fn account_usage(&self, account: &str) -> (usize, u64, usize) {
         let functions = self.functions.read();
-        let mine = functions.values().filter(|e| e.config.account == account && e.config.version == "$LATEST");
+        let mine =
+            functions.values().filter(|e| e.config.account == account && e.config.version == "$LATEST");
         let (count, bytes) = mine.fold((0, 0), |(n, b), e| (n + 1, b + e.config.code_size));
         (count, bytes, self.cfg.max_concurrency)
     }
@@ -1177,7 +1278,8 @@ impl FunctionsEngine {
             // `name:qualifier` and qualified ARNs name the qualifier too.
             req.qualifier = FunctionRef::parse(&req.function)?.qualifier;
         }
-        let entry = self.entry_routed(&req.scope, &req.function, req.qualifier.as_deref(), Some(fastrand::f64()))?;
+        let entry =
+            self.entry_routed(&req.scope, &req.function, req.qualifier.as_deref(), Some(fastrand::f64()))?;
         let version = entry.config.version.clone();
         match req.invocation_type {
             InvocationType::DryRun => Ok(InvokeResult {

@@ -5,11 +5,12 @@
 
 mod async_queue;
 pub mod code;
-pub mod python_sdk;
 mod engine;
 mod environment;
 mod logpipe;
+pub mod python_sdk;
 mod runtime_api;
+mod urls;
 
 pub use async_queue::EventInvokeConfig;
 pub use engine::{Config, FunctionsEngine, Interpreter, ProvisionedState};

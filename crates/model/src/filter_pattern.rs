@@ -13,7 +13,9 @@ impl FilterPattern {
     pub fn parse(pattern: &str) -> Result<FilterPattern, String> {
         let p = pattern.trim();
         if p.starts_with('{') || p.starts_with('[') {
-            return Err(format!("Filter pattern '{pattern}' uses JSON or space-delimited syntax, which Nimbus does not support yet"));
+            return Err(format!(
+                "Filter pattern '{pattern}' uses JSON or space-delimited syntax, which Nimbus does not support yet"
+            ));
         }
         let mut out = FilterPattern::default();
         let mut chars = p.chars().peekable();
@@ -40,7 +42,9 @@ impl FilterPattern {
                             }
                         }
                         Some(ch) => t.push(ch),
-                        None => return Err(format!("Invalid filter pattern '{pattern}': unterminated quote")),
+                        None => {
+                            return Err(format!("Invalid filter pattern '{pattern}': unterminated quote"));
+                        }
                     }
                 }
                 t

@@ -293,7 +293,10 @@ pub struct Alias {
 
 impl Alias {
     pub fn arn(&self) -> String {
-        format!("arn:aws:lambda:{}:{}:function:{}:{}", self.region, self.account, self.function_name, self.name)
+        format!(
+            "arn:aws:lambda:{}:{}:function:{}:{}",
+            self.region, self.account, self.function_name, self.name
+        )
     }
 
     /// The version an invocation runs, given a uniform random number in [0, 1).
@@ -349,5 +352,54 @@ mod alias_tests {
         assert_eq!(a.route(0.31), "1");
         assert!(validate_alias_name("live").is_ok());
         assert!(validate_alias_name("123").is_err());
+    }
+}
+
+/// CORS settings of a function URL, as Lambda's `Cors` shape.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Cors {
+    pub allow_credentials: Option<bool>,
+    pub allow_headers: Vec<String>,
+    pub allow_methods: Vec<String>,
+    pub allow_origins: Vec<String>,
+    pub expose_headers: Vec<String>,
+    pub max_age: Option<u32>,
+}
+
+impl Cors {
+    /// The `Access-Control-Allow-Origin` value for a request from `origin`, if allowed.
+    pub fn allowed_origin(&self, origin: &str) -> Option<String> {
+        if self.allow_origins.iter().any(|o| o == "*") {
+            return Some("*".into());
+        }
+        self.allow_origins.iter().find(|o| o.eq_ignore_ascii_case(origin)).map(|_| origin.to_string())
+    }
+}
+
+/// A function URL: a dedicated HTTP endpoint that invokes a function (or alias).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FunctionUrlConfig {
+    /// The 32-character id that names the URL's host (`<id>.lambda-url.<region>…`).
+    pub url_id: String,
+    pub account: String,
+    pub region: String,
+    pub function_name: String,
+    pub qualifier: Option<String>,
+    /// `NONE` or `AWS_IAM`.
+    pub auth_type: String,
+    pub cors: Option<Cors>,
+    /// `BUFFERED` or `RESPONSE_STREAM`.
+    pub invoke_mode: String,
+    pub creation_time: String,
+    pub last_modified_time: String,
+}
+
+impl FunctionUrlConfig {
+    pub fn function_arn(&self) -> String {
+        let base = format!("arn:aws:lambda:{}:{}:function:{}", self.region, self.account, self.function_name);
+        match &self.qualifier {
+            Some(q) => format!("{base}:{q}"),
+            None => base,
+        }
     }
 }

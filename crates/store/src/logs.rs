@@ -152,7 +152,8 @@ impl LogStore {
         if !self.group_exists(scope, group)? {
             return Ok(None);
         }
-        let (scope, group, stream, now) = (scope.to_string(), group.to_string(), stream.to_string(), now_ms());
+        let (scope, group, stream, now) =
+            (scope.to_string(), group.to_string(), stream.to_string(), now_ms());
         let n = self.write(Box::new(move |tx| {
             tx.execute(
                 "INSERT OR IGNORE INTO log_streams (scope, grp, name, created_ms) VALUES (?1, ?2, ?3, ?4)",
@@ -266,7 +267,7 @@ impl LogStore {
         )?;
         let mut out: Vec<FoundEvent> = rows.collect::<Result<_, _>>()?;
         if let Some(names) = streams {
-            out.retain(|e| names.iter().any(|n| *n == e.stream));
+            out.retain(|e| names.contains(&e.stream));
         }
         Ok(out)
     }
@@ -404,6 +405,9 @@ fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Command>, committed: Arc
     }
 }
 
+/// (scope, group, stream)
+type StreamKey = (std::sync::Arc<str>, std::sync::Arc<str>, std::sync::Arc<str>);
+
 fn write_batch(
     conn: &mut Connection,
     batch: Vec<Command>,
@@ -414,10 +418,7 @@ fn write_batch(
     let ingestion = now_ms();
     // Per-stream (first ts, last ts, bytes) of this batch, applied once per stream, so
     // listings never scan events.
-    let mut stats: std::collections::HashMap<
-        (std::sync::Arc<str>, std::sync::Arc<str>, std::sync::Arc<str>),
-        (i64, i64, i64),
-    > = Default::default();
+    let mut stats: std::collections::HashMap<StreamKey, (i64, i64, i64)> = Default::default();
     for cmd in batch {
         match cmd {
             Command::Append(ev) => {
