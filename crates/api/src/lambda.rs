@@ -57,8 +57,8 @@ pub fn routes() -> Router<AppState> {
         .route(
             "/2019-09-25/functions/{name}/event-invoke-config",
             get(get_invoke_config)
-                .put(put_invoke_config)
-                .post(update_invoke_config)
+                .put(write_invoke_config)
+                .post(write_invoke_config)
                 .delete(delete_invoke_config),
         )
         .route(
@@ -872,14 +872,17 @@ fn invoke_config_out(c: &nimbus_functions::EventInvokeConfig) -> serde_json::Val
     v
 }
 
+/// PUT replaces the config (PutFunctionEventInvokeConfig); POST merges into it
+/// (UpdateFunctionEventInvokeConfig).
 async fn write_invoke_config(
-    s: AppState,
-    ctx: RequestContext,
-    name: String,
-    q: QualifierQuery,
+    State(s): State<AppState>,
+    Extension(ctx): Extension<RequestContext>,
+    Path(name): Path<String>,
+    Query(q): Query<QualifierQuery>,
+    method: axum::http::Method,
     body: Bytes,
-    merge: bool,
 ) -> LambdaResult {
+    let merge = method == axum::http::Method::POST;
     let input: EventInvokeConfigInput = parse_optional(&body)?;
     let has_destination = input.destination_config.as_ref().is_some_and(|d| {
         ["OnSuccess", "OnFailure"].iter().any(|k| d.get(k).and_then(|x| x.get("Destination")).is_some())
@@ -899,26 +902,6 @@ async fn write_invoke_config(
         merge,
     )?;
     Ok(json_response(StatusCode::OK, invoke_config_out(&c)))
-}
-
-async fn put_invoke_config(
-    State(s): State<AppState>,
-    Extension(ctx): Extension<RequestContext>,
-    Path(name): Path<String>,
-    Query(q): Query<QualifierQuery>,
-    body: Bytes,
-) -> LambdaResult {
-    write_invoke_config(s, ctx, name, q, body, false).await
-}
-
-async fn update_invoke_config(
-    State(s): State<AppState>,
-    Extension(ctx): Extension<RequestContext>,
-    Path(name): Path<String>,
-    Query(q): Query<QualifierQuery>,
-    body: Bytes,
-) -> LambdaResult {
-    write_invoke_config(s, ctx, name, q, body, true).await
 }
 
 async fn get_invoke_config(

@@ -1281,14 +1281,15 @@ impl FunctionsEngine {
         let entry =
             self.entry_routed(&req.scope, &req.function, req.qualifier.as_deref(), Some(fastrand::f64()))?;
         let version = entry.config.version.clone();
+        let no_payload = |status| InvokeResult {
+            status,
+            payload: Bytes::new(),
+            function_error: None,
+            log_tail: None,
+            executed_version: version.clone(),
+        };
         match req.invocation_type {
-            InvocationType::DryRun => Ok(InvokeResult {
-                status: 204,
-                payload: Bytes::new(),
-                function_error: None,
-                log_tail: None,
-                executed_version: version,
-            }),
+            InvocationType::DryRun => Ok(no_payload(204)),
             InvocationType::Event => {
                 if req.payload.len() > limits::ASYNC_PAYLOAD_BYTES {
                     return Err(Error::RequestTooLarge(format!(
@@ -1297,13 +1298,7 @@ impl FunctionsEngine {
                     )));
                 }
                 self.enqueue_event(crate::async_queue::QueuedEvent::new(&req))?;
-                Ok(InvokeResult {
-                    status: 202,
-                    payload: Bytes::new(),
-                    function_error: None,
-                    log_tail: None,
-                    executed_version: version,
-                })
+                Ok(no_payload(202))
             }
             InvocationType::RequestResponse => {
                 if req.payload.len() > limits::SYNC_PAYLOAD_BYTES {
