@@ -65,6 +65,12 @@ pub fn routes() -> Router<AppState> {
             "/2019-09-30/functions/{name}/provisioned-concurrency",
             get(get_provisioned).put(put_provisioned).delete(delete_provisioned),
         )
+        .route("/2018-10-31/layers", get(list_layers))
+        .route("/2018-10-31/layers/{layer}/versions", get(list_layer_versions).post(publish_layer_version))
+        .route(
+            "/2018-10-31/layers/{layer}/versions/{version}",
+            get(get_layer_version).delete(delete_layer_version),
+        )
         .route("/2016-08-19/account-settings", get(account_settings))
         .route("/2016-08-19/account-settings/", get(account_settings))
 }
@@ -170,6 +176,15 @@ struct ConfigurationOut<'a> {
     ephemeral_storage: SizeOut,
     snap_start: SnapStartOut,
     logging_config: LoggingOut,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    layers: Vec<LayerRefOut<'a>>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct LayerRefOut<'a> {
+    arn: &'a str,
+    code_size: u64,
 }
 
 #[derive(Serialize)]
@@ -227,6 +242,12 @@ fn configuration(c: &FunctionConfig) -> ConfigurationOut<'_> {
         ephemeral_storage: SizeOut { size: c.ephemeral_storage_mb },
         snap_start: SnapStartOut { apply_on: "None", optimization_status: "Off" },
         logging_config: LoggingOut { log_format: "Text", log_group: c.log_group() },
+        layers: c
+            .layers
+            .iter()
+            .enumerate()
+            .map(|(i, arn)| LayerRefOut { arn, code_size: c.layer_sizes.get(i).copied().unwrap_or(0) })
+            .collect(),
     }
 }
 
@@ -304,6 +325,7 @@ struct CreateFunctionInput {
     package_type: Option<String>,
     tags: Option<BTreeMap<String, String>>,
     publish: Option<bool>,
+    layers: Option<Vec<String>>,
 }
 
 async fn create_function(
@@ -342,6 +364,7 @@ async fn create_function(
             architectures: input.architectures,
             package_type,
             tags: input.tags.unwrap_or_default(),
+            layers: input.layers.unwrap_or_default(),
         },
     )?;
     let config = if input.publish.unwrap_or(false) {
@@ -445,6 +468,7 @@ struct UpdateConfigurationInput {
     memory_size: Option<u32>,
     environment: Option<EnvironmentInput>,
     ephemeral_storage: Option<EphemeralInput>,
+    layers: Option<Vec<String>>,
     revision_id: Option<String>,
 }
 
@@ -467,6 +491,7 @@ async fn update_configuration(
             timeout_secs: input.timeout,
             environment: input.environment.map(|e| e.variables.unwrap_or_default()),
             ephemeral_storage_mb: input.ephemeral_storage.and_then(|e| e.size),
+            layers: input.layers,
             revision_id: input.revision_id,
         },
     )?;
@@ -1007,4 +1032,126 @@ async fn delete_provisioned(
     let qualifier = qualifier_required(q.qualifier)?;
     s.functions.delete_provisioned_concurrency(&ctx.scope, &name, &qualifier)?;
     Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct PublishLayerInput {
+    content: Option<CodeInput>,
+    description: Option<String>,
+    compatible_runtimes: Option<Vec<String>>,
+    compatible_architectures: Option<Vec<String>>,
+    license_info: Option<String>,
+}
+
+fn layer_out(s: &AppState, l: &nimbus_model::LayerVersion) -> serde_json::Value {
+    let mut v = serde_json::json!({
+        "Content": {
+            "Location": format!("{}/_nimbus/code/{}", s.endpoint_url, l.code_digest),
+            "CodeSha256": l.code_sha256,
+            "CodeSize": l.code_size,
+        },
+        "LayerArn": l.layer_arn(),
+        "LayerVersionArn": l.version_arn(),
+        "Description": l.description,
+        "CreatedDate": l.created_date,
+        "Version": l.version,
+        "CompatibleRuntimes": l.compatible_runtimes,
+        "CompatibleArchitectures": l.compatible_architectures,
+    });
+    if let Some(li) = &l.license_info {
+        v["LicenseInfo"] = li.clone().into();
+    }
+    v
+}
+
+/// The shape ListLayers/ListLayerVersions use (no `Content`).
+fn layer_list_item(l: &nimbus_model::LayerVersion) -> serde_json::Value {
+    serde_json::json!({
+        "LayerVersionArn": l.version_arn(),
+        "Version": l.version,
+        "Description": l.description,
+        "CreatedDate": l.created_date,
+        "CompatibleRuntimes": l.compatible_runtimes,
+        "CompatibleArchitectures": l.compatible_architectures,
+    })
+}
+
+async fn publish_layer_version(
+    State(s): State<AppState>,
+    Extension(ctx): Extension<RequestContext>,
+    Path(layer): Path<String>,
+    body: Bytes,
+) -> LambdaResult {
+    let input: PublishLayerInput = parse_body(&body)?;
+    let content = required(input.content, "content")?;
+    if content.s3_bucket.is_some() {
+        return Err(s3_unsupported().into());
+    }
+    let zip = decode_zip(&required(content.zip_file, "content.zipFile")?)?;
+    let l = s.functions.publish_layer_version(
+        &ctx.scope,
+        nimbus_functions::PublishLayer {
+            name: layer,
+            zip,
+            description: input.description,
+            compatible_runtimes: input.compatible_runtimes.unwrap_or_default(),
+            compatible_architectures: input.compatible_architectures.unwrap_or_default(),
+            license_info: input.license_info,
+        },
+    )?;
+    Ok(json_response(StatusCode::CREATED, layer_out(&s, &l)))
+}
+
+fn layer_version_number(v: &str) -> Result<u64, ApiError> {
+    v.parse().map_err(|_| ApiError::invalid_parameter(format!("Invalid layer version number: {v}")))
+}
+
+async fn get_layer_version(
+    State(s): State<AppState>,
+    Extension(ctx): Extension<RequestContext>,
+    Path((layer, version)): Path<(String, String)>,
+) -> LambdaResult {
+    let l = s.functions.get_layer_version(&ctx.scope, &layer, layer_version_number(&version)?)?;
+    Ok(json_response(StatusCode::OK, layer_out(&s, &l)))
+}
+
+async fn delete_layer_version(
+    State(s): State<AppState>,
+    Extension(ctx): Extension<RequestContext>,
+    Path((layer, version)): Path<(String, String)>,
+) -> LambdaResult {
+    s.functions.delete_layer_version(&ctx.scope, &layer, layer_version_number(&version)?)?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn list_layer_versions(
+    State(s): State<AppState>,
+    Extension(ctx): Extension<RequestContext>,
+    Path(layer): Path<String>,
+) -> LambdaResult {
+    let mut all = s.functions.layer_versions(&ctx.scope, Some(&layer))?;
+    all.reverse(); // newest first, as Lambda lists them
+    let items: Vec<serde_json::Value> = all.iter().map(layer_list_item).collect();
+    Ok(json_response(StatusCode::OK, serde_json::json!({"LayerVersions": items})))
+}
+
+async fn list_layers(State(s): State<AppState>, Extension(ctx): Extension<RequestContext>) -> LambdaResult {
+    let all = s.functions.layer_versions(&ctx.scope, None)?;
+    // The latest version of each layer (versions are listed oldest first).
+    let mut latest: BTreeMap<String, &nimbus_model::LayerVersion> = BTreeMap::new();
+    for l in &all {
+        latest.insert(l.layer_name.clone(), l);
+    }
+    let items: Vec<serde_json::Value> = latest
+        .values()
+        .map(|l| {
+            serde_json::json!({
+                "LayerName": l.layer_name,
+                "LayerArn": l.layer_arn(),
+                "LatestMatchingVersion": layer_list_item(l),
+            })
+        })
+        .collect();
+    Ok(json_response(StatusCode::OK, serde_json::json!({"Layers": items})))
 }

@@ -296,6 +296,14 @@ impl FunctionsEngine {
         self.store.as_ref()
     }
 
+    pub(crate) fn data_dir(&self) -> &std::path::Path {
+        &self.cfg.data_dir
+    }
+
+    pub(crate) fn blobs(&self) -> &BlobStore {
+        &self.blobs
+    }
+
     pub(crate) fn url_configs(&self) -> &RwLock<HashMap<String, Arc<nimbus_model::FunctionUrlConfig>>> {
         &self.url_configs
     }
@@ -537,6 +545,7 @@ impl FunctionsEngine {
         {
             return Err(Error::InvalidParameter("Description must be at most 256 characters.".into()));
         }
+        let layer_sizes = self.resolve_layers(&req.layers)?.iter().map(|l| l.code_size).collect();
         let architectures = req.architectures.unwrap_or_else(|| vec!["x86_64".into()]);
         if architectures.len() != 1 || !["x86_64", "arm64"].contains(&architectures[0].as_str()) {
             return Err(Error::InvalidParameter(
@@ -570,6 +579,8 @@ impl FunctionsEngine {
             revision_id: uuid::Uuid::new_v4().to_string(),
             version: "$LATEST".into(),
             tags: req.tags,
+            layers: req.layers,
+            layer_sizes,
         };
         self.persist(&config)?;
         Ok(self.install(config))
@@ -637,6 +648,10 @@ impl FunctionsEngine {
             if let Some(env) = &req.environment {
                 check_environment(env)?;
                 c.environment = env.clone();
+            }
+            if let Some(layers) = &req.layers {
+                c.layer_sizes = self.resolve_layers(layers)?.iter().map(|l| l.code_size).collect();
+                c.layers = layers.clone();
             }
             Ok(())
         })
@@ -1328,6 +1343,12 @@ impl FunctionsEngine {
                 })?;
             code::unpack_once(&zip, &entry.code_dir).map_err(|e| StartError::Internal(e.to_string()))?;
         }
+        let layers = self
+            .resolve_layers(&entry.config.layers)
+            .map_err(|e| StartError::Internal(e.to_string()))?
+            .iter()
+            .map(|l| self.layer_dir(&l.code_digest))
+            .collect();
         Environment::start(StartParams {
             config: &entry.config,
             code_dir: entry.code_dir.clone(),
@@ -1341,6 +1362,7 @@ impl FunctionsEngine {
             freeze: self.cfg.freeze_idle,
             provisioned,
             python_sdk: self.cfg.python_sdk.get().cloned(),
+            layers,
         })
         .await
     }

@@ -158,6 +158,8 @@ pub(crate) struct StartParams<'a> {
     pub provisioned: bool,
     /// Where the AWS SDK for Python (boto3) is installed for python runtimes, if ready.
     pub python_sdk: Option<PathBuf>,
+    /// Unpacked layers, in the function's order (later ones win).
+    pub layers: Vec<PathBuf>,
 }
 
 pub(crate) struct Environment {
@@ -258,7 +260,12 @@ impl Environment {
             RuntimeFamily::Node => {
                 (p.node.to_path_buf(), vec![p.runtimes_dir.join("node/bootstrap.js").display().to_string()])
             }
-            RuntimeFamily::Provided => (p.code_dir.join("bootstrap"), vec![]),
+            // As on AWS: the package's bootstrap, else one a layer provides (/opt/bootstrap).
+            RuntimeFamily::Provided => {
+                let own = p.code_dir.join("bootstrap");
+                let from_layer = p.layers.iter().rev().map(|l| l.join("bootstrap")).find(|b| b.exists());
+                (if own.exists() { own } else { from_layer.unwrap_or(own) }, vec![])
+            }
         };
         let env = runtime_env(&p, runtime, family, &addr.to_string(), &tmp_dir, &log_stream);
 
@@ -452,7 +459,14 @@ fn runtime_env(
     let mut env: Vec<(String, String)> =
         cfg.environment.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
     let mut set = |k: &str, v: String| env.push((k.to_string(), v));
-    set("PATH", format!("{host_path}:/opt/bin"));
+    // Layers stand where AWS merges them into /opt: later layers first, so they win.
+    let in_layers = |sub: &str| -> String {
+        p.layers.iter().rev().map(|l| format!("{}:", l.join(sub).display())).collect()
+    };
+    set("PATH", format!("{}{host_path}:/opt/bin", in_layers("bin")));
+    if !p.layers.is_empty() {
+        set("LD_LIBRARY_PATH", format!("{}/opt/lib", in_layers("lib")));
+    }
     set("LANG", "en_US.UTF-8".into());
     set("TZ", ":UTC".into());
     set("TMPDIR", tmp_dir.display().to_string());
@@ -481,14 +495,20 @@ fn runtime_env(
         RuntimeFamily::Python => {
             set("PYTHONUNBUFFERED", "1".into());
             // As on AWS: the function's own packages first, then layers, then the runtime's boto3.
-            let mut path = format!("{}:/opt/python", code_dir.display());
+            let mut path = format!("{}:{}/opt/python", code_dir.display(), in_layers("python"));
             if let Some(sdk) = &p.python_sdk {
                 path.push_str(&format!(":{}", sdk.display()));
             }
             set("PYTHONPATH", path);
         }
         RuntimeFamily::Node => {
-            set("NODE_PATH", "/opt/nodejs/node_modules:/opt/nodejs/node22/node_modules".into());
+            set(
+                "NODE_PATH",
+                format!(
+                    "{}/opt/nodejs/node_modules:/opt/nodejs/node22/node_modules",
+                    in_layers("nodejs/node_modules")
+                ),
+            );
         }
         RuntimeFamily::Provided => {}
     }

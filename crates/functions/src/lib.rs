@@ -7,8 +7,10 @@ mod async_queue;
 pub mod code;
 mod engine;
 mod environment;
+mod layers;
 mod logpipe;
 pub mod python_sdk;
+pub use layers::PublishLayer;
 mod runtime_api;
 mod urls;
 
@@ -61,6 +63,7 @@ pub struct CreateFunction {
     pub architectures: Option<Vec<String>>,
     pub package_type: Option<String>,
     pub tags: BTreeMap<String, String>,
+    pub layers: Vec<String>,
 }
 
 /// UpdateFunctionConfiguration: only the fields given change.
@@ -74,6 +77,7 @@ pub struct UpdateConfiguration {
     pub timeout_secs: Option<u32>,
     pub environment: Option<BTreeMap<String, String>>,
     pub ephemeral_storage_mb: Option<u32>,
+    pub layers: Option<Vec<String>>,
     pub revision_id: Option<String>,
 }
 

@@ -136,6 +136,12 @@ pub struct FunctionConfig {
     pub revision_id: String,
     pub version: String,
     pub tags: BTreeMap<String, String>,
+    /// Layer version ARNs, in the order they apply (later ones win).
+    #[serde(default)]
+    pub layers: Vec<String>,
+    /// Code size of each layer in `layers` (FunctionConfiguration reports it).
+    #[serde(default)]
+    pub layer_sizes: Vec<u64>,
 }
 
 impl FunctionConfig {
@@ -401,5 +407,32 @@ impl FunctionUrlConfig {
             Some(q) => format!("{base}:{q}"),
             None => base,
         }
+    }
+}
+
+/// One published version of a Lambda layer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LayerVersion {
+    pub layer_name: String,
+    pub account: String,
+    pub region: String,
+    pub version: u64,
+    pub description: String,
+    pub compatible_runtimes: Vec<String>,
+    pub compatible_architectures: Vec<String>,
+    pub license_info: Option<String>,
+    /// base64 SHA-256 of the zip, as Lambda reports it; `code_digest` is the hex content address.
+    pub code_sha256: String,
+    pub code_digest: String,
+    pub code_size: u64,
+    pub created_date: String,
+}
+
+impl LayerVersion {
+    pub fn layer_arn(&self) -> String {
+        format!("arn:aws:lambda:{}:{}:layer:{}", self.region, self.account, self.layer_name)
+    }
+    pub fn version_arn(&self) -> String {
+        format!("{}:{}", self.layer_arn(), self.version)
     }
 }

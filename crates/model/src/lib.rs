@@ -8,7 +8,9 @@ pub mod function;
 pub mod limits;
 
 pub use arn::{FunctionRef, Scope};
-pub use function::{Alias, Cors, FunctionConfig, FunctionUrlConfig, PackageType, Runtime, RuntimeFamily};
+pub use function::{
+    Alias, Cors, FunctionConfig, FunctionUrlConfig, LayerVersion, PackageType, Runtime, RuntimeFamily,
+};
 
 /// Why a value was refused. The API layer decides which AWS error each becomes.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
