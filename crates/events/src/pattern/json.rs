@@ -81,66 +81,10 @@ impl<'a> Lexer<'a> {
                     Some(_) => self.value().map(Some),
                 }
             }
-            State::ObjStart => {
-                self.skip_ws();
-                match self.peek() {
-                    None => Err(self.eof_error()),
-                    Some('}') => {
-                        self.pos += 1;
-                        Ok(Some(self.close()))
-                    }
-                    Some(_) => self.field_name().map(Some),
-                }
-            }
-            State::ObjNext => {
-                self.skip_ws();
-                match self.peek() {
-                    None => Err(self.eof_error()),
-                    Some('}') => {
-                        self.pos += 1;
-                        Ok(Some(self.close()))
-                    }
-                    Some(',') => {
-                        self.pos += 1;
-                        self.skip_ws();
-                        if self.peek().is_none() {
-                            return Err(self.eof_error());
-                        }
-                        self.field_name().map(Some)
-                    }
-                    Some(c) => Err(unexpected(c, "was expecting comma to separate Object entries")),
-                }
-            }
-            State::ArrStart => {
-                self.skip_ws();
-                match self.peek() {
-                    None => Err(self.eof_error()),
-                    Some(']') => {
-                        self.pos += 1;
-                        Ok(Some(self.close()))
-                    }
-                    Some(_) => self.value().map(Some),
-                }
-            }
-            State::ArrNext => {
-                self.skip_ws();
-                match self.peek() {
-                    None => Err(self.eof_error()),
-                    Some(']') => {
-                        self.pos += 1;
-                        Ok(Some(self.close()))
-                    }
-                    Some(',') => {
-                        self.pos += 1;
-                        self.skip_ws();
-                        if self.peek().is_none() {
-                            return Err(self.eof_error());
-                        }
-                        self.value().map(Some)
-                    }
-                    Some(c) => Err(unexpected(c, "was expecting comma to separate Array entries")),
-                }
-            }
+            State::ObjStart => self.first_entry('}', Self::field_name),
+            State::ObjNext => self.next_entry('}', "Object", Self::field_name),
+            State::ArrStart => self.first_entry(']', Self::value),
+            State::ArrNext => self.next_entry(']', "Array", Self::value),
         }
     }
 
@@ -156,6 +100,49 @@ impl<'a> Lexer<'a> {
             } else {
                 break;
             }
+        }
+    }
+
+    /// Just inside `{` or `[`: `close` ends it at once, anything else starts an entry.
+    fn first_entry(
+        &mut self,
+        close: char,
+        entry: fn(&mut Self) -> Result<Token, String>,
+    ) -> Result<Option<Token>, String> {
+        self.skip_ws();
+        match self.peek() {
+            None => Err(self.eof_error()),
+            Some(c) if c == close => {
+                self.pos += 1;
+                Ok(Some(self.close()))
+            }
+            Some(_) => entry(self).map(Some),
+        }
+    }
+
+    /// After an entry of an object or array: `close` ends it, a comma starts the next entry.
+    fn next_entry(
+        &mut self,
+        close: char,
+        kind: &str,
+        entry: fn(&mut Self) -> Result<Token, String>,
+    ) -> Result<Option<Token>, String> {
+        self.skip_ws();
+        match self.peek() {
+            None => Err(self.eof_error()),
+            Some(c) if c == close => {
+                self.pos += 1;
+                Ok(Some(self.close()))
+            }
+            Some(',') => {
+                self.pos += 1;
+                self.skip_ws();
+                if self.peek().is_none() {
+                    return Err(self.eof_error());
+                }
+                entry(self).map(Some)
+            }
+            Some(c) => Err(unexpected(c, &format!("was expecting comma to separate {kind} entries"))),
         }
     }
 
