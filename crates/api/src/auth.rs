@@ -23,6 +23,18 @@ pub struct AuthConfig {
     pub mode: AuthMode,
     /// access key id → secret access key
     pub keys: HashMap<String, String>,
+    /// The secret of the credentials Nimbus gives functions: any 12-digit access key id
+    /// (an account) with this secret is accepted, so functions can call the platform.
+    pub function_secret: String,
+}
+
+impl AuthConfig {
+    fn secret_for(&self, access_key: &str) -> Option<&str> {
+        self.keys.get(access_key).map(String::as_str).or_else(|| {
+            (access_key.len() == 12 && access_key.chars().all(|c| c.is_ascii_digit()))
+                .then_some(self.function_secret.as_str())
+        })
+    }
 }
 
 /// The caller, as every handler sees it.
@@ -86,7 +98,7 @@ async fn identify(state: &AppState, req: Request, request_id: String) -> Result<
         let Some(auth) = parsed.as_ref() else {
             return Err(forbidden("MissingAuthenticationTokenException", "Missing Authentication Token"));
         };
-        let Some(secret) = state.auth.keys.get(&auth.credential.access_key_id) else {
+        let Some(secret) = state.auth.secret_for(&auth.credential.access_key_id) else {
             return Err(forbidden(
                 "UnrecognizedClientException",
                 "The security token included in the request is invalid.",

@@ -38,6 +38,9 @@ pub struct Config {
     pub endpoint_url: String,
     pub python: Interpreter,
     pub node: Interpreter,
+    /// Secret of the credentials functions receive (`AWS_ACCESS_KEY_ID` = their account id),
+    /// so `--auth strict` can accept calls functions make to the platform.
+    pub function_secret: String,
     /// boto3 for python runtimes, set once installed (see `python_sdk::ensure`).
     pub python_sdk: Arc<std::sync::OnceLock<PathBuf>>,
     /// First retry delay of a failed asynchronous invocation (Lambda: about a minute);
@@ -1363,6 +1366,7 @@ impl FunctionsEngine {
             provisioned,
             python_sdk: self.cfg.python_sdk.get().cloned(),
             layers,
+            function_secret: &self.cfg.function_secret,
         })
         .await
     }

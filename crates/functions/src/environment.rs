@@ -160,6 +160,8 @@ pub(crate) struct StartParams<'a> {
     pub python_sdk: Option<PathBuf>,
     /// Unpacked layers, in the function's order (later ones win).
     pub layers: Vec<PathBuf>,
+    /// The secret paired with the account-id access key functions get (strict auth accepts it).
+    pub function_secret: &'a str,
 }
 
 pub(crate) struct Environment {
@@ -489,7 +491,7 @@ fn runtime_env(
     // Functions call the platform with an unconfigured SDK, as on AWS.
     set("AWS_ENDPOINT_URL", endpoint_url.to_string());
     set("AWS_ACCESS_KEY_ID", cfg.account.clone());
-    set("AWS_SECRET_ACCESS_KEY", "nimbus".into());
+    set("AWS_SECRET_ACCESS_KEY", p.function_secret.to_string());
     set("AWS_SESSION_TOKEN", "nimbus".into());
     match family {
         RuntimeFamily::Python => {

@@ -25,6 +25,7 @@ fn engine(dir: &std::path::Path, max_concurrency: usize) -> Arc<FunctionsEngine>
             node: Interpreter::new("node".into()),
             async_retry_delay: Duration::from_millis(100),
             python_sdk: Default::default(),
+            function_secret: "test-secret".into(),
         },
         Arc::new(SqliteStore::open(&db).unwrap()),
         BlobStore::open(&dir.join("blobs")).unwrap(),

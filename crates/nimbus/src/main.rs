@@ -148,6 +148,7 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
     let blobs = BlobStore::open(&data_dir.join("blobs"))?;
     let python = interpreter("python3", "NIMBUS_PYTHON", &["-c", "import sys; print(sys.executable)"]);
     let python_sdk: Arc<std::sync::OnceLock<PathBuf>> = Arc::default();
+    let function_secret = uuid::Uuid::new_v4().simple().to_string();
     spawn_python_sdk_install(&args, python.clone(), python_sdk.clone());
     let functions = FunctionsEngine::open(
         nimbus_functions::Config {
@@ -158,6 +159,7 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
             endpoint_url: endpoint_url.clone(),
             python,
             python_sdk,
+            function_secret: function_secret.clone(),
             node: interpreter("node", "NIMBUS_NODE", &["-e", "console.log(process.execPath)"]),
             async_retry_delay: Duration::from_secs_f64(args.async_retry_delay.max(0.0)),
         },
@@ -177,7 +179,7 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
     let app = nimbus_api::router(AppState {
         functions: functions.clone(),
         logs,
-        auth: Arc::new(AuthConfig { mode, keys }),
+        auth: Arc::new(AuthConfig { mode, keys, function_secret }),
         version: env!("CARGO_PKG_VERSION"),
         endpoint_url: endpoint_url.clone(),
     });
