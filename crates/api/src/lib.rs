@@ -43,10 +43,6 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/_nimbus/health", axum::routing::get(health))
         .merge(lambda::routes())
-        .route("/", axum::routing::post(json_rpc::dispatch))
-        .fallback(lambda::unknown_route)
-        .method_not_allowed_fallback(lambda::unknown_route)
-        .layer(axum::Extension(dispatcher))
         .route(
             "/2021-10-31/functions/{name}/url",
             axum::routing::get(function_urls::get)
@@ -55,6 +51,10 @@ pub fn router(state: AppState) -> Router {
                 .delete(function_urls::delete),
         )
         .route("/2021-10-31/functions/{name}/urls", axum::routing::get(function_urls::list))
+        .route("/", axum::routing::post(json_rpc::dispatch))
+        .fallback(lambda::unknown_route)
+        .method_not_allowed_fallback(lambda::unknown_route)
+        .layer(axum::Extension(dispatcher))
         .layer(axum::middleware::from_fn_with_state(state.clone(), auth::authenticate))
         // Function URL requests are not AWS API calls: they bypass SigV4 handling.
         .layer(axum::middleware::from_fn_with_state(state.clone(), function_urls::intercept))
