@@ -14,6 +14,14 @@ pub fn ensure(python: &Path, cache: &Path, configure: impl Fn(&mut Command)) -> 
         return Ok(dir);
     }
     std::fs::create_dir_all(cache).map_err(|e| e.to_string())?;
+    // One installer at a time per machine: many servers starting together (a test suite)
+    // must not each run pip. The lock is released when its holder dies.
+    let lock_file = std::fs::File::create(cache.join("python-sdk.lock")).map_err(|e| e.to_string())?;
+    let _lock = nix::fcntl::Flock::lock(lock_file, nix::fcntl::FlockArg::LockExclusive)
+        .map_err(|(_, e)| format!("locking the python SDK cache: {e}"))?;
+    if dir.join("boto3").is_dir() {
+        return Ok(dir);
+    }
     let tmp = cache.join(format!("python-sdk.tmp-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&tmp);
     let mut cmd = Command::new(python);
