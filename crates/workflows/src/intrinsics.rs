@@ -537,15 +537,7 @@ impl Parser {
             }
             Some('S') if self.rest_starts_with("States.") => Ok(Arg::Call(Box::new(self.call(depth + 1)?))),
             Some(c) if c == '-' || c.is_ascii_digit() => {
-                let start = self.pos;
-                self.pos += 1;
-                while self.peek().is_some_and(|c| c.is_ascii_digit() || ".eE+-".contains(c)) {
-                    self.pos += 1;
-                }
-                let text: String = self.chars[start..self.pos].iter().collect();
-                serde_json::from_str::<serde_json::Number>(&text)
-                    .map(Arg::Number)
-                    .map_err(|_| SyntaxError::new(format!("invalid number '{text}'")))
+                crate::jsonpath::lex_number(&self.chars, &mut self.pos).map(Arg::Number)
             }
             Some(c) if c.is_ascii_alphabetic() => {
                 let start = self.pos;

@@ -779,15 +779,7 @@ impl Parser {
                 Ok(Operand::Regex(re))
             }
             Some(c) if c == '-' || c.is_ascii_digit() => {
-                let start = self.pos;
-                self.pos += 1;
-                while self.peek().is_some_and(|c| c.is_ascii_digit() || ".eE+-".contains(c)) {
-                    self.pos += 1;
-                }
-                let text: String = self.chars[start..self.pos].iter().collect();
-                let n: serde_json::Number = serde_json::from_str(&text)
-                    .map_err(|_| SyntaxError::new(format!("invalid number '{text}'")))?;
-                Ok(Operand::Literal(Value::Number(n)))
+                Ok(Operand::Literal(Value::Number(lex_number(&self.chars, &mut self.pos)?)))
             }
             Some(c) if c.is_alphanumeric() || c == '_' => {
                 let start = self.pos;
@@ -931,4 +923,16 @@ mod tests {
         assert!(set("$.a.b", json!({"a": "str"}), json!(1)).is_err());
         assert!(set("$.a[*]", json!({"a": []}), json!(1)).is_err());
     }
+}
+
+/// Lexes a JSON number starting at `*pos` (a digit or `-`), advancing past it. Shared by
+/// the JSONPath filter and intrinsic-function parsers.
+pub(crate) fn lex_number(chars: &[char], pos: &mut usize) -> Result<serde_json::Number, SyntaxError> {
+    let start = *pos;
+    *pos += 1;
+    while chars.get(*pos).is_some_and(|c| c.is_ascii_digit() || ".eE+-".contains(*c)) {
+        *pos += 1;
+    }
+    let text: String = chars[start..*pos].iter().collect();
+    serde_json::from_str(&text).map_err(|_| SyntaxError::new(format!("invalid number '{text}'")))
 }

@@ -761,20 +761,32 @@ impl Validator {
         out
     }
 
-    fn choice(&mut self, obj: &Map<String, Value>, at: &str) -> Option<ChoiceState> {
-        let default = self.string(obj, "Default", at);
-        let Some(v) = obj.get("Choices") else {
-            self.schema(at, "These fields are required: [Choices]");
+    /// A required, non-empty array field (`Choices`, `Branches`) and its location.
+    fn required_array<'v>(
+        &mut self,
+        obj: &'v Map<String, Value>,
+        field: &str,
+        at: &str,
+        item: &str,
+    ) -> Option<(&'v Vec<Value>, String)> {
+        let Some(v) = obj.get(field) else {
+            self.schema(at, format!("These fields are required: [{field}]"));
             return None;
         };
-        let cat = format!("{at}/Choices");
+        let loc = format!("{at}/{field}");
         let Some(items) = v.as_array() else {
-            self.schema(&cat, format!("Expected value of type Array but found {}", type_of(v)));
+            self.schema(&loc, format!("Expected value of type Array but found {}", type_of(v)));
             return None;
         };
         if items.is_empty() {
-            self.schema(&cat, "'Choices' must contain at least one choice rule");
+            self.schema(&loc, format!("'{field}' must contain at least one {item}"));
         }
+        Some((items, loc))
+    }
+
+    fn choice(&mut self, obj: &Map<String, Value>, at: &str) -> Option<ChoiceState> {
+        let default = self.string(obj, "Default", at);
+        let (items, cat) = self.required_array(obj, "Choices", at, "choice rule")?;
         let mut choices = Vec::new();
         for (i, item) in items.iter().enumerate() {
             let rat = format!("{cat}[{i}]");
@@ -989,18 +1001,7 @@ impl Validator {
     fn parallel(&mut self, obj: &Map<String, Value>, at: &str) -> Option<ParallelState> {
         let retry = self.retriers(obj, at);
         let catch = self.catchers(obj, at);
-        let Some(v) = obj.get("Branches") else {
-            self.schema(at, "These fields are required: [Branches]");
-            return None;
-        };
-        let bat = format!("{at}/Branches");
-        let Some(items) = v.as_array() else {
-            self.schema(&bat, format!("Expected value of type Array but found {}", type_of(v)));
-            return None;
-        };
-        if items.is_empty() {
-            self.schema(&bat, "'Branches' must contain at least one branch");
-        }
+        let (items, bat) = self.required_array(obj, "Branches", at, "branch")?;
         let mut branches = Vec::new();
         for (i, item) in items.iter().enumerate() {
             if let Some(b) = self.branch(item, &format!("{bat}[{i}]"), &[]) {
