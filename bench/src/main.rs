@@ -14,6 +14,7 @@
 //! stderr. Every figure carries its unit, and figures with a target say whether it was met.
 mod http;
 mod lambda;
+mod sandbox;
 mod scenarios;
 mod server;
 mod stats;
@@ -39,8 +40,8 @@ struct Args {
     /// Use the in-process load generator for the control API instead of wrk.
     #[arg(long)]
     no_wrk: bool,
-    /// Only these scenarios (comma-separated: start,cold,warm,control).
-    #[arg(long, value_delimiter = ',', default_value = "start,cold,warm,control")]
+    /// Only these scenarios (comma-separated: start,cold,warm,control,sandbox).
+    #[arg(long, value_delimiter = ',', default_value = "start,cold,warm,control,sandbox")]
     only: Vec<String>,
     /// Where to write the JSON report (besides stdout).
     #[arg(long, default_value_os_t = server::workspace_root().join("bench/results/latest.json"))]
@@ -122,6 +123,25 @@ async fn run(args: &Args, nimbus: &Path, rust_echo: &Path, results_dir: &Path) -
         server_info = log_summary(&server_log);
     }
 
+    if args.wants("sandbox") {
+        eprintln!("bench: 5/5 container sandbox (cold starts, freeze/thaw, idle frozen sandboxes)");
+        let res = async {
+            let rust_echo = nimbus.with_file_name("rust-echo");
+            let packages = sandbox::packages(&rust_echo)?;
+            sandbox::run(
+                &mut r,
+                nimbus,
+                &packages,
+                sizes.cold_samples,
+                sizes.freeze_samples,
+                sizes.idle_sandboxes,
+                results_dir,
+            )
+            .await
+        };
+        scenarios.insert("container_sandbox".into(), section(res.await));
+    }
+
     Ok(json!({
         "meta": meta(args, nimbus),
         "scenarios": scenarios,
@@ -143,7 +163,7 @@ async fn shared_server(
     let packages = [lambda::provided(rust_echo)?, lambda::python()?, lambda::node()?];
     let provided = &packages[0];
     let dir = TempDir::new("main")?;
-    let (server, _) = Server::start(nimbus, &dir.0.join("data"), server_log).await?;
+    let (server, _) = Server::start(nimbus, &dir.0.join("data"), server_log, "process").await?;
     // Start from a quiet machine: let the server's background startup work finish.
     server.wait_childless(Duration::from_secs(5)).await;
     let addr = server.addr;
@@ -153,7 +173,17 @@ async fn shared_server(
         eprintln!("bench: 2/4 cold_start ({} samples per runtime)", sizes.cold_samples);
         scenarios.insert(
             "cold_start".into(),
-            section(scenarios::cold_starts(r, addr, &packages, sizes.cold_samples).await),
+            section(
+                scenarios::cold_starts(
+                    r,
+                    addr,
+                    &packages,
+                    sizes.cold_samples,
+                    "cold_start",
+                    &[("provided.al2023", 5.0)],
+                )
+                .await,
+            ),
         );
     }
     if args.wants("warm") {

@@ -23,6 +23,8 @@ pub struct Sizes {
     pub concurrent_duration: Duration,
     pub control_connections: usize,
     pub control_duration: Duration,
+    pub freeze_samples: usize,
+    pub idle_sandboxes: usize,
 }
 
 impl Sizes {
@@ -37,6 +39,8 @@ impl Sizes {
             concurrent_duration: Duration::from_secs(if quick { 2 } else { 5 }),
             control_connections: 32,
             control_duration: Duration::from_secs(if quick { 2 } else { 5 }),
+            freeze_samples: if quick { 200 } else { 1000 },
+            idle_sandboxes: if quick { 200 } else { 1000 },
         }
     }
 }
@@ -46,7 +50,7 @@ pub async fn start_to_ready(r: &mut Report, bin: &Path, n: usize) -> anyhow::Res
     let (mut ready, mut health, mut own, mut settle) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for i in 0..n {
         let dir = TempDir::new("start")?;
-        let (server, t) = Server::start(bin, &dir.0.join("data"), &dir.0.join("server.log"))
+        let (server, t) = Server::start(bin, &dir.0.join("data"), &dir.0.join("server.log"), "process")
             .await
             .with_context(|| format!("start #{i}"))?;
         ready.push(t.ready_line);
@@ -83,6 +87,8 @@ pub async fn cold_starts(
     addr: SocketAddr,
     packages: &[Package],
     n: usize,
+    label: &str,
+    targets: &[(&str, f64)],
 ) -> anyhow::Result<Value> {
     let mut out = serde_json::Map::new();
     out.insert(
@@ -93,15 +99,23 @@ pub async fn cold_starts(
         )),
     );
     for p in packages {
-        let section =
-            cold_start_one(r, addr, p, n).await.unwrap_or_else(|e| json!({ "error": format!("{e:#}") }));
+        let section = cold_start_one(r, addr, p, n, label, targets)
+            .await
+            .unwrap_or_else(|e| json!({ "error": format!("{e:#}") }));
         out.insert(p.runtime.to_string(), section);
     }
     Ok(Value::Object(out))
 }
 
 /// `n` cold starts of one runtime (after a discarded first one).
-async fn cold_start_one(r: &mut Report, addr: SocketAddr, p: &Package, n: usize) -> anyhow::Result<Value> {
+async fn cold_start_one(
+    r: &mut Report,
+    addr: SocketAddr,
+    p: &Package,
+    n: usize,
+    label: &str,
+    targets: &[(&str, f64)],
+) -> anyhow::Result<Value> {
     let name = format!("bench-cold-{}", p.runtime.replace('.', "-"));
     let mut conn = Conn::new(addr);
     lambda::create(&mut conn, &name, p).await?;
@@ -139,9 +153,9 @@ async fn cold_start_one(r: &mut Report, addr: SocketAddr, p: &Package, n: usize)
         bail!("{}: no cold start measured ({errors} errors, first: {first_error:?})", p.runtime);
     }
     let (client, init) = (Samples::from_durations(&client, as_ms), Samples::new(init));
-    let target = (p.runtime == "provided.al2023").then_some(Target::AtMost(5.0));
+    let target = targets.iter().find(|(rt, _)| *rt == p.runtime).map(|(_, ms)| Target::AtMost(*ms));
     let mut p50 = |key: &str, v: f64| match target {
-        Some(t) => r.checked(&format!("cold_start.{}.{key}", p.runtime), v, "ms", t),
+        Some(t) => r.checked(&format!("{label}.{}.{key}", p.runtime), v, "ms", t),
         None => fig(v, "ms"),
     };
     Ok(json!({

@@ -59,10 +59,15 @@ pub struct StartTimings {
 }
 
 impl Server {
-    /// Starts `nimbus server --listen 127.0.0.1:0 --data-dir DATA --sandbox process`,
+    /// Starts `nimbus server --listen 127.0.0.1:0 --data-dir DATA --sandbox SANDBOX`,
     /// waits for the ready line and one 200 from /_nimbus/health. Server stderr goes to `log`.
-    pub async fn start(bin: &Path, data_dir: &Path, log: &Path) -> anyhow::Result<(Server, StartTimings)> {
-        Self::try_start(bin, data_dir, log).await.map_err(|e| {
+    pub async fn start(
+        bin: &Path,
+        data_dir: &Path,
+        log: &Path,
+        sandbox: &str,
+    ) -> anyhow::Result<(Server, StartTimings)> {
+        Self::try_start(bin, data_dir, log, sandbox).await.map_err(|e| {
             // The server's last words usually say why.
             let text = strip_ansi(&std::fs::read_to_string(log).unwrap_or_default());
             let tail: Vec<&str> = text.lines().rev().take(5).collect();
@@ -76,11 +81,16 @@ impl Server {
         })
     }
 
-    async fn try_start(bin: &Path, data_dir: &Path, log: &Path) -> anyhow::Result<(Server, StartTimings)> {
+    async fn try_start(
+        bin: &Path,
+        data_dir: &Path,
+        log: &Path,
+        sandbox: &str,
+    ) -> anyhow::Result<(Server, StartTimings)> {
         let log = std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
         let t0 = Instant::now();
         let mut child = Command::new(bin)
-            .args(["server", "--listen", "127.0.0.1:0", "--sandbox", "process", "--data-dir"])
+            .args(["server", "--listen", "127.0.0.1:0", "--sandbox", sandbox, "--data-dir"])
             .arg(data_dir)
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())

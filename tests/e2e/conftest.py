@@ -32,6 +32,17 @@ def server(tmp_path_factory):
     s.stop()
 
 
+@pytest.fixture(scope="session")
+def process_server(tmp_path_factory):
+    """A server on the process backend, for tests that look at environments from the host
+    (their pids, SIGSTOP state) or run host programs (the test venv's python) as a
+    `provided` bootstrap — things an isolated container sandbox rightly hides."""
+    base = tmp_path_factory.mktemp("nimbus-process")
+    s = NimbusServer(base / "data", base / "logs", ("--sandbox", "process")).start()
+    yield s
+    s.stop()
+
+
 @pytest.fixture
 def nimbus(tmp_path):
     """Factory: nimbus("--max-concurrency", "2") starts a fresh server with those flags."""

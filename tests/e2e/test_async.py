@@ -19,6 +19,7 @@ def handler(event, context):
 
 
 def _sink(s, tmp_path, name):
+    # The sink counts attempts in files on the host: its servers use the process backend.
     out = tmp_path / f"out-{name}"
     out.mkdir()
     create_function(s.lam, name, make_zip({"lambda_function.py": SINK}),
@@ -27,7 +28,7 @@ def _sink(s, tmp_path, name):
 
 
 def test_event_invocations_survive_kill_9(nimbus, tmp_path):
-    s = nimbus()
+    s = nimbus("--sandbox", "process")
     name = unique_name("asyncdur")
     out = _sink(s, tmp_path, name)
     ids = [f"e{i}" for i in range(12)]
@@ -42,7 +43,7 @@ def test_event_invocations_survive_kill_9(nimbus, tmp_path):
 
 
 def test_failed_event_is_retried_twice_with_the_same_request_id(nimbus, tmp_path):
-    s = nimbus("--async-retry-delay", "0.3")
+    s = nimbus("--sandbox", "process", "--async-retry-delay", "0.3")
     name = unique_name("asyncretry")
     out = _sink(s, tmp_path, name)
     r = s.lam.invoke(FunctionName=name, InvocationType="Event",
@@ -68,7 +69,7 @@ def test_event_payload_over_256_kb_is_refused(server):
 
 
 def test_event_invoke_config_limits_retries(nimbus, tmp_path):
-    s = nimbus("--async-retry-delay", "0.2")
+    s = nimbus("--sandbox", "process", "--async-retry-delay", "0.2")
     name = unique_name("asynccfg")
     out = _sink(s, tmp_path, name)
     cfg = s.lam.put_function_event_invoke_config(FunctionName=name, MaximumRetryAttempts=0)

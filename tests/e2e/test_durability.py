@@ -4,7 +4,8 @@ from nimbus_e2e import (create_function, invoke, node_zip, ok, proc_gone, python
 
 
 def test_functions_survive_kill_9(nimbus):
-    s = nimbus()
+    # Process backend: the test checks from the host that orphaned runtimes are gone by pid.
+    s = nimbus("--sandbox", "process")
     lam = s.lam
     py, rs, nd, gone = (unique_name(p) for p in ("durpy", "durrs", "durnode", "durgone"))
     py_code, rs_code = python_zip(), rust_echo_zip()

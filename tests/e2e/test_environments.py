@@ -13,6 +13,14 @@ from nimbus_e2e import (create_function, error_code, http_status, invoke, make_z
                         wait_until, wait_updated)
 
 
+@pytest.fixture
+def server(process_server):
+    """These tests tell environments apart by their host pid and watch their SIGSTOP state
+    from the host, so they run on the process backend; the container backend's equivalents
+    (cgroup freezer, tree kill, isolation) are in test_sandbox_container.py."""
+    return process_server
+
+
 def test_cold_then_warm_report(server):
     name = unique_name("coldwarm")
     create_function(server.lam, name, python_zip())
@@ -101,7 +109,7 @@ def test_idle_environment_is_paused_and_resumed(server):
 
 
 def test_idle_environment_is_reaped(nimbus):
-    s = nimbus("--env-idle-timeout", "1")
+    s = nimbus("--sandbox", "process", "--env-idle-timeout", "1")
     name = unique_name("reap")
     create_function(s.lam, name, rust_echo_zip(), runtime="provided.al2023")
     pid = ok(invoke(s.lam, name, {}))["pid"]

@@ -48,7 +48,8 @@ def test_node_handler_error(server):
     assert isinstance(trace, list) and trace, inv.payload
 
 
-def test_timeout_destroys_environment(server):
+def test_timeout_destroys_environment(process_server):
+    server = process_server
     lam = server.lam
     name = unique_name("timeout")
     create_function(lam, name, rust_echo_zip(), runtime="provided.al2023", Timeout=1)
@@ -161,7 +162,8 @@ def test_log_type_tail(server, tmp_path):
 
 def test_payload_over_6mb_is_rejected(server):
     name = unique_name("big")
-    create_function(server.lam, name, rust_echo_zip(), runtime="provided.al2023")
+    # 1,024 MB: CPU is proportional to memory, and echoing 5 MB is real work at 128 MB.
+    create_function(server.lam, name, rust_echo_zip(), runtime="provided.al2023", MemorySize=1024)
     big = json.dumps({"data": "z" * (6 * 1024 * 1024 + 1024)}).encode()
     with pytest.raises(ClientError) as e:
         server.lam.invoke(FunctionName=name, Payload=big)

@@ -130,8 +130,9 @@ def test_provided_rust_lambda_runtime(server, runtime):
     assert err.function_error == "Unhandled" and err.payload["errorMessage"] == "rust says no"
 
 
-def test_python_through_awslambdaric(server):
+def test_python_through_awslambdaric(process_server):
     """The pip-installed `awslambdaric` runs unchanged as a provided.al2023 bootstrap."""
+    server = process_server
     try:
         import awslambdaric  # noqa: F401  (installed by scripts/test.sh)
     except ImportError:
@@ -155,8 +156,9 @@ def test_python_through_awslambdaric(server):
     assert isinstance(err.payload.get("stackTrace"), list)
 
 
-def test_runtime_api_wire_details(server):
+def test_runtime_api_wire_details(process_server):
     """A raw Runtime API client sees AWS's /next headers and env vars."""
+    server = process_server
     lam = server.lam
     name = unique_name("raw")
     arn = create_function(lam, name, raw_runtime_zip(), runtime="provided.al2023",
@@ -195,8 +197,9 @@ def test_runtime_api_wire_details(server):
     assert again["pid"] == out["pid"] and again["count"] == 3
 
 
-def test_runtime_api_init_error(server):
+def test_runtime_api_init_error(process_server):
     """POST /runtime/init/error then exit: the invoke returns that error, the server lives."""
+    server = process_server
     lam = server.lam
     name = unique_name("rawinit")
     create_function(lam, name, raw_runtime_zip(), runtime="provided.al2023",
@@ -210,8 +213,9 @@ def test_runtime_api_init_error(server):
     server.assert_serving()
 
 
-def test_shell_bootstrap_reads_package_files(server):
+def test_shell_bootstrap_reads_package_files(process_server):
     """Non-executable data files ride along; a shell-script bootstrap can read them."""
+    server = process_server
     token = uuid.uuid4().hex
     script = f"""#!/bin/sh
 set -e

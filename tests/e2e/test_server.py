@@ -6,12 +6,16 @@ from nimbus_e2e import create_function, invoke, ok, python_zip, unique_name
 
 
 def test_ready_line_and_health(server):
-    assert server.sandbox == "process"
+    # auto: the container backend where namespaces and cgroups work (root), else process.
+    expected = "container" if os.geteuid() == 0 else "process"
+    assert server.sandbox == expected
+    out = (server.log_dir / "stdout.1.log").read_text()
+    assert f"sandbox backend: {expected} (auto: " in out, out
     status, headers, body = server.http("GET", "/_nimbus/health")
     assert status == 200, body
     doc = json.loads(body)
     assert doc["status"] == "ok"
-    assert doc["sandbox"] == "process"
+    assert doc["sandbox"] == expected
     assert isinstance(doc["version"], str) and doc["version"]
 
 

@@ -54,17 +54,33 @@ pub struct Config {
 pub struct Interpreter {
     fallback: PathBuf,
     resolved: Arc<std::sync::OnceLock<PathBuf>>,
+    /// A resolution is under way (the fallback is a shim that isolated sandboxes cannot run).
+    pending: bool,
 }
 
 impl Interpreter {
     pub fn new(fallback: PathBuf) -> Interpreter {
-        Interpreter { fallback, resolved: Arc::default() }
+        Interpreter { fallback, resolved: Arc::default(), pending: false }
+    }
+    /// An interpreter whose real path `resolve` will provide shortly.
+    pub fn resolving(fallback: PathBuf) -> Interpreter {
+        Interpreter { pending: true, ..Interpreter::new(fallback) }
     }
     pub fn resolve(&self, path: PathBuf) {
         let _ = self.resolved.set(path);
     }
     pub fn path(&self) -> PathBuf {
         self.resolved.get().unwrap_or(&self.fallback).clone()
+    }
+    /// The resolved path, waiting (up to 5 s, only just after start-up) for a pending resolution.
+    pub async fn settled_path(&self) -> PathBuf {
+        if self.pending {
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while self.resolved.get().is_none() && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
+        self.path()
     }
 }
 
@@ -1352,12 +1368,19 @@ impl FunctionsEngine {
             .iter()
             .map(|l| self.layer_dir(&l.code_digest))
             .collect();
+        let (python, node) = match entry.config.runtime.as_ref().map(|r| r.family()) {
+            Some(nimbus_model::RuntimeFamily::Python) => {
+                (self.cfg.python.settled_path().await, PathBuf::new())
+            }
+            Some(nimbus_model::RuntimeFamily::Node) => (PathBuf::new(), self.cfg.node.settled_path().await),
+            _ => (PathBuf::new(), PathBuf::new()),
+        };
         Environment::start(StartParams {
             config: &entry.config,
             code_dir: entry.code_dir.clone(),
             runtimes_dir: &self.runtimes_dir,
-            python: &self.cfg.python.path(),
-            node: &self.cfg.node.path(),
+            python: &python,
+            node: &node,
             envs_dir: &self.cfg.data_dir.join("envs"),
             endpoint_url: &self.cfg.endpoint_url,
             sandbox: self.sandbox.as_ref(),

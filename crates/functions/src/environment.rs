@@ -4,7 +4,7 @@ use crate::logpipe::LogPipe;
 use crate::runtime_api;
 use bytes::Bytes;
 use nimbus_model::{FunctionConfig, RuntimeFamily};
-use nimbus_sandbox::{ExitStatus, Instance, Limits, Sandbox, SandboxSpec};
+use nimbus_sandbox::{ExitStatus, FsView, Instance, Limits, Sandbox, SandboxSpec};
 use nimbus_store::{LogEvent, LogStore};
 use parking_lot::Mutex;
 use std::path::PathBuf;
@@ -250,26 +250,39 @@ impl Environment {
         let pipe = LogPipe::new(rx, sink);
 
         let work_dir = p.envs_dir.join(&id);
-        let tmp_dir = work_dir.join("tmp");
-        std::fs::create_dir_all(&tmp_dir).map_err(|e| internal(&e))?;
+        // Isolated sandboxes see their code at /var/task, layers merged at /opt and a private
+        // /tmp, as on AWS; the process backend runs in the host's paths.
+        let isolated = p.sandbox.capabilities().filesystem_isolation;
+        let view = if isolated { View::aws(&p) } else { View::host(&p, work_dir.join("tmp")) };
+        if !isolated {
+            std::fs::create_dir_all(&view.tmp).map_err(|e| internal(&e))?;
+        }
         let runtime = cfg.runtime.as_ref().map(|r| r.as_str()).unwrap_or("provided.al2023");
         let family = cfg.runtime.as_ref().map(|r| r.family()).unwrap_or(RuntimeFamily::Provided);
         let (program, args) = match family {
             RuntimeFamily::Python => (
                 p.python.to_path_buf(),
-                vec!["-u".into(), p.runtimes_dir.join("python/bootstrap.py").display().to_string()],
+                vec!["-u".into(), view.runtime_dir.join("python/bootstrap.py").display().to_string()],
             ),
             RuntimeFamily::Node => {
-                (p.node.to_path_buf(), vec![p.runtimes_dir.join("node/bootstrap.js").display().to_string()])
+                (p.node.to_path_buf(), vec![view.runtime_dir.join("node/bootstrap.js").display().to_string()])
             }
             // As on AWS: the package's bootstrap, else one a layer provides (/opt/bootstrap).
             RuntimeFamily::Provided => {
                 let own = p.code_dir.join("bootstrap");
                 let from_layer = p.layers.iter().rev().map(|l| l.join("bootstrap")).find(|b| b.exists());
-                (if own.exists() { own } else { from_layer.unwrap_or(own) }, vec![])
+                let host = if own.exists() { own.clone() } else { from_layer.clone().unwrap_or(own.clone()) };
+                if !host.exists() {
+                    (host, vec![])
+                } else if isolated {
+                    let inner = if own.exists() { "/var/task/bootstrap" } else { "/opt/bootstrap" };
+                    (PathBuf::from(inner), vec![])
+                } else {
+                    (host, vec![])
+                }
             }
         };
-        let env = runtime_env(&p, runtime, family, &addr.to_string(), &tmp_dir, &log_stream);
+        let env = runtime_env(&p, &view, runtime, family, &addr.to_string(), &log_stream);
 
         let env_obj = Arc::new(Environment {
             id,
@@ -286,7 +299,12 @@ impl Environment {
         });
 
         let started = Instant::now();
-        if family == RuntimeFamily::Provided && !program.exists() {
+        if family == RuntimeFamily::Provided && !isolated && !program.exists()
+            || family == RuntimeFamily::Provided
+                && isolated
+                && !p.code_dir.join("bootstrap").exists()
+                && !p.layers.iter().any(|l| l.join("bootstrap").exists())
+        {
             drop(writer);
             env_obj.destroy();
             let body = serde_json::json!({
@@ -300,17 +318,37 @@ impl Environment {
                 env: None,
             });
         }
+        let mut expose = vec![(p.runtimes_dir.to_path_buf(), view.runtime_dir.clone())];
+        let mut program = program;
+        if isolated && family != RuntimeFamily::Provided {
+            // The real binary (not a venv's or a version manager's symlink to it), whose
+            // installation is then shown read-only inside the sandbox at the same path.
+            program = std::fs::canonicalize(&program).unwrap_or(program);
+            expose.extend(interpreter_root(&program).map(|r| (r.clone(), r)));
+        }
+        if let (RuntimeFamily::Python, Some(sdk), Some(inside)) = (family, &p.python_sdk, &view.python_sdk) {
+            expose.push((sdk.clone(), inside.clone()));
+        }
         let spec = SandboxSpec {
             program,
             args,
-            cwd: p.code_dir.clone(),
+            cwd: view.task_root.clone(),
             env,
             output: Some(writer.into()),
             limits: Limits {
                 memory_mb: Some(cfg.memory_mb as u64),
                 nofile: Some(1024),
                 fsize_mb: Some(cfg.ephemeral_storage_mb as u64),
+                cpu_millis: None,
+                pids_max: Some(nimbus_model::limits::PROCESSES_AND_THREADS),
             },
+            fs: FsView {
+                code: Some(p.code_dir.clone()),
+                layers: p.layers.clone(),
+                tmp_mb: cfg.ephemeral_storage_mb as u64,
+                expose,
+            },
+            isolate_network: false,
         };
         let instance = match p.sandbox.start(spec) {
             Ok(i) => i,
@@ -342,6 +380,15 @@ impl Environment {
         let failure = match result {
             Ok(Ok(InitResult::Ready)) => {
                 *shared.tail.lock() = None;
+                // CPU in proportion to memory from the first invoke on (1,769 MB = one vCPU);
+                // initialisation ran unthrottled, like AWS's init phase.
+                if let Some(i) = shared.instance.get() {
+                    let cpu =
+                        Limits { cpu_millis: Some(cpu_millis(cfg.memory_mb as u64)), ..Default::default() };
+                    if let Err(e) = i.update_limits(&cpu) {
+                        tracing::warn!("could not cap CPU of {}: {e}", cfg.name);
+                    }
+                }
                 return Ok((env_obj, init));
             }
             Ok(Ok(InitResult::Failed(body))) => {
@@ -446,24 +493,74 @@ impl Drop for Environment {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
+/// vCPU share for a memory size, in thousandths (AWS: 1,769 MB = one vCPU).
+pub(crate) fn cpu_millis(memory_mb: u64) -> u64 {
+    (memory_mb * 1000).div_ceil(1769).max(1)
+}
+
+/// The real interpreter's installation (e.g. `/opt/python3.12` for `/opt/python3.12/bin/python3`),
+/// which an isolated sandbox must see; interpreters under the system root need nothing.
+fn interpreter_root(program: &std::path::Path) -> Option<PathBuf> {
+    let real = std::fs::canonicalize(program).ok()?;
+    let root = real.parent()?.parent()?.to_path_buf();
+    (!root.starts_with("/usr") && root != std::path::Path::new("/")).then_some(root)
+}
+
+/// Where a function's files are, as its runtime sees them.
+struct View {
+    task_root: PathBuf,
+    tmp: PathBuf,
+    /// Nimbus's runtime bootstraps (AWS keeps its runtime in /var/runtime too).
+    runtime_dir: PathBuf,
+    /// boto3 for python runtimes, where the sandbox shows it elsewhere than on the host.
+    python_sdk: Option<PathBuf>,
+    /// Layer directories in the function's order (later ones win).
+    layers: Vec<PathBuf>,
+    /// The host's PATH for the process backend; the system default in an isolated root.
+    path: String,
+}
+
+impl View {
+    fn aws(p: &StartParams<'_>) -> View {
+        View {
+            task_root: "/var/task".into(),
+            tmp: "/tmp".into(),
+            runtime_dir: "/var/runtime".into(),
+            python_sdk: p.python_sdk.as_ref().map(|_| "/var/lang/sdk".into()),
+            layers: vec![],
+            path: "/usr/local/bin:/usr/bin:/bin".into(),
+        }
+    }
+    fn host(p: &StartParams<'_>, tmp: PathBuf) -> View {
+        View {
+            task_root: p.code_dir.clone(),
+            tmp,
+            runtime_dir: p.runtimes_dir.to_path_buf(),
+            python_sdk: p.python_sdk.clone(),
+            layers: p.layers.clone(),
+            path: std::env::var("PATH").unwrap_or_else(|_| "/usr/local/bin:/usr/bin:/bin".into()),
+        }
+    }
+}
+
 fn runtime_env(
     p: &StartParams<'_>,
+    view: &View,
     runtime: &str,
     family: RuntimeFamily,
     runtime_api: &str,
-    tmp_dir: &std::path::Path,
     log_stream: &str,
 ) -> Vec<(String, String)> {
-    let (cfg, code_dir, provisioned) = (p.config, &p.code_dir, p.provisioned);
-    let (endpoint_url, runtimes_dir) = (p.endpoint_url, p.runtimes_dir);
-    let host_path = std::env::var("PATH").unwrap_or_else(|_| "/usr/local/bin:/usr/bin:/bin".into());
+    let (cfg, code_dir, provisioned) = (p.config, &view.task_root, p.provisioned);
+    let endpoint_url = p.endpoint_url;
+    let host_path = &view.path;
     let mut env: Vec<(String, String)> =
         cfg.environment.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
     let mut set = |k: &str, v: String| env.push((k.to_string(), v));
-    // Layers stand where AWS merges them into /opt: later layers first, so they win.
+    // Layers stand where AWS merges them into /opt (in an isolated sandbox they are /opt):
+    // later layers first, so they win.
     let in_layers = |sub: &str| -> String {
-        p.layers.iter().rev().map(|l| format!("{}:", l.join(sub).display())).collect()
+        view.layers.iter().rev().map(|l| format!("{}:", l.join(sub).display())).collect()
     };
     set("PATH", format!("{}{host_path}:/opt/bin", in_layers("bin")));
     if !p.layers.is_empty() {
@@ -471,11 +568,11 @@ fn runtime_env(
     }
     set("LANG", "en_US.UTF-8".into());
     set("TZ", ":UTC".into());
-    set("TMPDIR", tmp_dir.display().to_string());
+    set("TMPDIR", view.tmp.display().to_string());
     set("AWS_LAMBDA_RUNTIME_API", runtime_api.to_string());
     set("_HANDLER", cfg.handler.clone().unwrap_or_default());
     set("LAMBDA_TASK_ROOT", code_dir.display().to_string());
-    set("LAMBDA_RUNTIME_DIR", runtimes_dir.display().to_string());
+    set("LAMBDA_RUNTIME_DIR", view.runtime_dir.display().to_string());
     set("AWS_EXECUTION_ENV", format!("AWS_Lambda_{runtime}"));
     set("AWS_LAMBDA_FUNCTION_NAME", cfg.name.clone());
     set("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", cfg.memory_mb.to_string());
@@ -498,7 +595,7 @@ fn runtime_env(
             set("PYTHONUNBUFFERED", "1".into());
             // As on AWS: the function's own packages first, then layers, then the runtime's boto3.
             let mut path = format!("{}:{}/opt/python", code_dir.display(), in_layers("python"));
-            if let Some(sdk) = &p.python_sdk {
+            if let Some(sdk) = &view.python_sdk {
                 path.push_str(&format!(":{}", sdk.display()));
             }
             set("PYTHONPATH", path);

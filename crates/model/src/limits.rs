@@ -24,3 +24,5 @@ pub const ENVIRONMENT_BYTES: usize = 4096;
 pub const LOG_TAIL_BYTES: usize = 4096;
 /// Init phase limit for on-demand environments.
 pub const INIT_TIMEOUT_SECS: u64 = 10;
+/// Processes and threads one execution environment may run (Lambda: 1,024).
+pub const PROCESSES_AND_THREADS: u64 = 1024;

@@ -3,7 +3,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use nimbus_api::{AppState, AuthConfig, AuthMode};
 use nimbus_functions::{FunctionsEngine, Interpreter};
-use nimbus_sandbox::{ProcessSandbox, Sandbox};
+use nimbus_sandbox::{ContainerSandbox, ProcessSandbox, Sandbox};
 use nimbus_store::{BlobStore, LogStore, SqliteStore};
 use std::collections::HashMap;
 use std::io::Write;
@@ -97,7 +97,8 @@ fn interpreter(name: &str, env_override: &str, probe: &'static [&'static str]) -
         .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut magic))
         .map(|()| &magic == b"#!")
         .unwrap_or(false);
-    let interp = Interpreter::new(found.clone());
+    let interp =
+        if is_script { Interpreter::resolving(found.clone()) } else { Interpreter::new(found.clone()) };
     if is_script {
         let handle = interp.clone();
         std::thread::spawn(move || handle.resolve(resolve_script(found, probe)));
@@ -118,24 +119,31 @@ fn resolve_script(found: PathBuf, probe: &[&str]) -> PathBuf {
         .unwrap_or(found)
 }
 
-fn choose_sandbox(arg: SandboxArg) -> anyhow::Result<(Arc<dyn Sandbox>, &'static str)> {
+/// Picks the sandbox backend. `auto` takes `container` when its probe (root, cgroups, a real
+/// test sandbox) passes and says why not otherwise; `--sandbox container` never falls back.
+fn choose_sandbox(arg: SandboxArg, data_dir: &std::path::Path) -> anyhow::Result<(Arc<dyn Sandbox>, String)> {
+    let state = data_dir.join("sandbox");
     match arg {
-        SandboxArg::Auto => {
-            Ok((Arc::new(ProcessSandbox), "auto: the process backend is the only one in this build"))
-        }
-        SandboxArg::Process => Ok((Arc::new(ProcessSandbox), "forced by --sandbox process")),
-        SandboxArg::Container => anyhow::bail!(
-            "--sandbox container: the container backend (namespaces + cgroups) is not part of this build yet; use --sandbox process"
-        ),
+        SandboxArg::Auto => match ContainerSandbox::probe(&state) {
+            Ok(sb) => Ok((Arc::new(sb), "auto: namespaces and cgroups work on this host".into())),
+            Err(why) => {
+                Ok((Arc::new(ProcessSandbox), format!("auto: container backend unavailable ({why})")))
+            }
+        },
+        SandboxArg::Process => Ok((Arc::new(ProcessSandbox), "forced by --sandbox process".into())),
+        SandboxArg::Container => match ContainerSandbox::probe(&state) {
+            Ok(sb) => Ok((Arc::new(sb), "forced by --sandbox container".into())),
+            Err(why) => anyhow::bail!("--sandbox container cannot work on this host: {why}"),
+        },
     }
 }
 
 async fn serve(args: ServerArgs) -> anyhow::Result<()> {
     let started = Instant::now();
-    let (sandbox, why) = choose_sandbox(args.sandbox)?;
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("creating data dir {}", args.data_dir.display()))?;
     let data_dir = std::fs::canonicalize(&args.data_dir)?;
+    let (sandbox, why) = choose_sandbox(args.sandbox, &data_dir)?;
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("binding {}", args.listen))?;
@@ -190,6 +198,8 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
         functions.function_count(),
         data_dir.display()
     );
+    // Which backend and why, then the ready line tools wait for.
+    println!("sandbox backend: {} ({why})", sandbox.name());
     println!(
         "nimbus listening on {endpoint_url} (sandbox: {}) ready in {:.1} ms",
         sandbox.name(),

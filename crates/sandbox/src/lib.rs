@@ -1,11 +1,17 @@
 //! Sandboxes that execution environments and tasks run in: one driver trait
 //! (start, wait, stop, destroy, pause/resume, inspect/stats, fingerprint) with
-//! interchangeable backends. This crate ships the `process` backend: a plain child
-//! process in its own process group, working dir, environment and rlimits.
+//! interchangeable backends — `container` (namespaces + cgroups, Linux, root), `process`
+//! (a plain child process; any Unix) and `mock` (scripted, for tests of what drives them).
 #![deny(unsafe_code)]
 
+pub mod cgroups;
+#[allow(unsafe_code)]
+mod container;
+mod mock;
 mod process;
 
+pub use container::{ContainerSandbox, SANDBOX_GID, SANDBOX_UID};
+pub use mock::{MockInstanceHandle, MockSandbox};
 pub use process::{ProcessSandbox, die_with_parent};
 
 use std::os::fd::OwnedFd;
@@ -20,6 +26,9 @@ pub enum SandboxError {
     Signal(#[from] nix::Error),
     #[error("io: {0}")]
     Io(#[from] std::io::Error),
+    /// Namespaces, mounts or cgroups could not be set up; says which step failed.
+    #[error("sandbox setup failed: {0}")]
+    Setup(String),
 }
 
 /// What to run and under which limits.
@@ -33,6 +42,25 @@ pub struct SandboxSpec {
     /// Where stdout and stderr go (one pipe keeps their lines in order).
     pub output: Option<OwnedFd>,
     pub limits: Limits,
+    /// What the sandbox sees of the filesystem (backends with filesystem isolation only;
+    /// the process backend runs in the host's filesystem).
+    pub fs: FsView,
+    /// Give the sandbox its own, empty network namespace (loopback only).
+    pub isolate_network: bool,
+}
+
+/// The filesystem of an isolated sandbox: a read-only system root plus these.
+#[derive(Debug, Clone, Default)]
+pub struct FsView {
+    /// Host directory shown read-only at `/var/task`.
+    pub code: Option<PathBuf>,
+    /// Host directories merged read-only at `/opt`, later ones winning (Lambda layers).
+    pub layers: Vec<PathBuf>,
+    /// Size of the private, writable `/tmp`.
+    pub tmp_mb: u64,
+    /// Host paths shown read-only inside, as (host, inside) pairs (interpreters, runtime
+    /// bootstraps, SDKs).
+    pub expose: Vec<(PathBuf, PathBuf)>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -42,6 +70,10 @@ pub struct Limits {
     pub nofile: Option<u64>,
     /// Largest file the sandbox may write (a stand-in for the /tmp quota in the process backend).
     pub fsize_mb: Option<u64>,
+    /// CPU cap in thousandths of a vCPU (Lambda: memory / 1,769 MB).
+    pub cpu_millis: Option<u64>,
+    /// Processes and threads.
+    pub pids_max: Option<u64>,
 }
 
 /// How the sandbox ended.
@@ -81,6 +113,22 @@ pub struct Capabilities {
     pub freezer: bool,
 }
 
+/// What a sandbox is doing now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InstanceState {
+    Running,
+    Paused,
+    Exited(ExitStatus),
+}
+
+#[derive(Debug, Clone)]
+pub struct InstanceInfo {
+    pub pid: u32,
+    pub state: InstanceState,
+    /// The sandbox's cgroup, where it has one.
+    pub cgroup: Option<String>,
+}
+
 /// A backend (the driver). Chosen once at start.
 pub trait Sandbox: Send + Sync + 'static {
     /// `process`, `container`, `mock`…
@@ -98,10 +146,13 @@ pub trait Instance: Send + Sync {
     fn pause(&self) -> Result<(), SandboxError>;
     fn resume(&self) -> Result<(), SandboxError>;
     /// Send `signal` to the sandbox's processes; after `grace`, kill them all.
-    fn stop(&self, grace: Duration) -> Result<(), SandboxError>;
+    fn stop(&self, signal: i32, grace: Duration) -> Result<(), SandboxError>;
     /// Kill everything at once and release resources; idempotent.
     fn destroy(&self);
     /// Resolves when the sandbox's main process has exited.
     fn wait(&self) -> std::pin::Pin<Box<dyn Future<Output = ExitStatus> + Send + '_>>;
     fn stats(&self) -> Stats;
+    fn inspect(&self) -> InstanceInfo;
+    /// Changes limits of a running sandbox (backends without cgroups ignore what they cannot apply).
+    fn update_limits(&self, limits: &Limits) -> Result<(), SandboxError>;
 }

@@ -1,11 +1,15 @@
 //! The `process` backend: no root, any Unix. Isolation is only what a process boundary
 //! gives (own working dir, environment, process group, rlimits); the container backend
 //! adds namespaces and cgroups.
-use crate::{Capabilities, ExitStatus, Instance, Limits, Sandbox, SandboxError, SandboxSpec, Stats};
+use crate::{
+    Capabilities, ExitStatus, Instance, InstanceInfo, InstanceState, Limits, Sandbox, SandboxError,
+    SandboxSpec, Stats,
+};
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use tokio::sync::watch;
 
@@ -62,7 +66,7 @@ impl Sandbox for ProcessSandbox {
         });
         // Kept open: re-reading at offset 0 regenerates it, without an open() per invoke.
         let status = std::fs::File::open(format!("/proc/{pid}/status")).ok();
-        Ok(Box::new(ProcessInstance { pid, exited: rx, status }))
+        Ok(Box::new(ProcessInstance { pid, exited: rx, status, paused: AtomicBool::new(false) }))
     }
 }
 
@@ -93,6 +97,7 @@ struct ProcessInstance {
     pid: u32,
     exited: watch::Receiver<Option<ExitStatus>>,
     status: Option<std::fs::File>,
+    paused: AtomicBool,
 }
 
 impl ProcessInstance {
@@ -111,15 +116,19 @@ impl Instance for ProcessInstance {
     }
 
     fn pause(&self) -> Result<(), SandboxError> {
-        self.signal_group(Signal::SIGSTOP)
+        self.signal_group(Signal::SIGSTOP)?;
+        self.paused.store(true, Ordering::Relaxed);
+        Ok(())
     }
 
     fn resume(&self) -> Result<(), SandboxError> {
-        self.signal_group(Signal::SIGCONT)
+        self.signal_group(Signal::SIGCONT)?;
+        self.paused.store(false, Ordering::Relaxed);
+        Ok(())
     }
 
-    fn stop(&self, grace: Duration) -> Result<(), SandboxError> {
-        self.signal_group(Signal::SIGTERM)?;
+    fn stop(&self, signal: i32, grace: Duration) -> Result<(), SandboxError> {
+        self.signal_group(Signal::try_from(signal)?)?;
         self.signal_group(Signal::SIGCONT)?;
         let pid = self.pid;
         let mut exited = self.exited.clone();
@@ -162,6 +171,20 @@ impl Instance for ProcessInstance {
             .unwrap_or(0);
         Stats { peak_memory_bytes: peak * 1024 }
     }
+
+    fn inspect(&self) -> InstanceInfo {
+        let state = match *self.exited.borrow() {
+            Some(s) => InstanceState::Exited(s),
+            None if self.paused.load(Ordering::Relaxed) => InstanceState::Paused,
+            None => InstanceState::Running,
+        };
+        InstanceInfo { pid: self.pid, state, cgroup: None }
+    }
+
+    fn update_limits(&self, _limits: &Limits) -> Result<(), SandboxError> {
+        // rlimits are fixed at exec; there is no cgroup to change.
+        Ok(())
+    }
 }
 
 impl Drop for ProcessInstance {
@@ -182,6 +205,8 @@ mod tests {
             env: vec![("PATH".into(), "/usr/bin:/bin".into()), ("X".into(), "42".into())],
             output: None,
             limits: Limits { nofile: Some(64), ..Default::default() },
+            fs: Default::default(),
+            isolate_network: false,
         }
     }
 

@@ -1,0 +1,201 @@
+//! The `mock` backend: runs nothing, records what it was asked, and exits when a test says
+//! so — for unit tests of the code that drives sandboxes (schedulers, environment pools).
+use crate::{
+    Capabilities, ExitStatus, Instance, InstanceInfo, InstanceState, Limits, Sandbox, SandboxError,
+    SandboxSpec, Stats,
+};
+use parking_lot::Mutex;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// One recorded call on a mock instance.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MockCall {
+    Pause,
+    Resume,
+    Stop(i32),
+    Destroy,
+    UpdateLimits,
+}
+
+#[derive(Default)]
+pub struct MockSandbox {
+    started: Mutex<Vec<MockInstanceHandle>>,
+    /// When set, `start` fails with this message (to test error paths).
+    pub fail_next: Mutex<Option<String>>,
+}
+
+/// What a test holds of a mock instance: what it was started with, its calls, and a way to
+/// end it.
+#[derive(Clone)]
+pub struct MockInstanceHandle {
+    pub program: String,
+    pub args: Vec<String>,
+    pub env: Vec<(String, String)>,
+    pub limits: Limits,
+    calls: Arc<Mutex<Vec<MockCall>>>,
+    exit: Arc<watch::Sender<Option<ExitStatus>>>,
+    peak: Arc<Mutex<u64>>,
+}
+
+impl MockInstanceHandle {
+    pub fn calls(&self) -> Vec<MockCall> {
+        self.calls.lock().clone()
+    }
+    pub fn exit(&self, status: ExitStatus) {
+        let _ = self.exit.send(Some(status));
+    }
+    pub fn set_peak_memory(&self, bytes: u64) {
+        *self.peak.lock() = bytes;
+    }
+}
+
+impl MockSandbox {
+    pub fn started(&self) -> Vec<MockInstanceHandle> {
+        self.started.lock().clone()
+    }
+}
+
+impl Sandbox for MockSandbox {
+    fn name(&self) -> &'static str {
+        "mock"
+    }
+    fn capabilities(&self) -> Capabilities {
+        Capabilities { memory_limit: true, filesystem_isolation: false, pid_isolation: true, freezer: true }
+    }
+    fn fingerprint(&self) -> String {
+        "mock sandboxes (nothing runs)".into()
+    }
+    fn start(&self, spec: SandboxSpec) -> Result<Box<dyn Instance>, SandboxError> {
+        if let Some(msg) = self.fail_next.lock().take() {
+            return Err(SandboxError::Setup(msg));
+        }
+        let (tx, rx) = watch::channel(None);
+        let handle = MockInstanceHandle {
+            program: spec.program.display().to_string(),
+            args: spec.args,
+            env: spec.env,
+            limits: spec.limits,
+            calls: Arc::default(),
+            exit: Arc::new(tx),
+            peak: Arc::default(),
+        };
+        let id = {
+            let mut started = self.started.lock();
+            started.push(handle.clone());
+            started.len() as u32
+        };
+        Ok(Box::new(MockInstance { id, handle, exited: rx }))
+    }
+}
+
+struct MockInstance {
+    id: u32,
+    handle: MockInstanceHandle,
+    exited: watch::Receiver<Option<ExitStatus>>,
+}
+
+impl MockInstance {
+    fn record(&self, call: MockCall) {
+        self.handle.calls.lock().push(call);
+    }
+}
+
+impl Instance for MockInstance {
+    fn id(&self) -> u32 {
+        self.id
+    }
+    fn pause(&self) -> Result<(), SandboxError> {
+        self.record(MockCall::Pause);
+        Ok(())
+    }
+    fn resume(&self) -> Result<(), SandboxError> {
+        self.record(MockCall::Resume);
+        Ok(())
+    }
+    fn stop(&self, signal: i32, _grace: Duration) -> Result<(), SandboxError> {
+        self.record(MockCall::Stop(signal));
+        self.handle.exit(ExitStatus::Signal(signal));
+        Ok(())
+    }
+    fn destroy(&self) {
+        self.record(MockCall::Destroy);
+        if self.exited.borrow().is_none() {
+            self.handle.exit(ExitStatus::Signal(9));
+        }
+    }
+    fn wait(&self) -> std::pin::Pin<Box<dyn Future<Output = ExitStatus> + Send + '_>> {
+        let mut rx = self.exited.clone();
+        Box::pin(async move {
+            match rx.wait_for(Option::is_some).await {
+                Ok(v) => v.unwrap_or(ExitStatus::Code(-1)),
+                Err(_) => ExitStatus::Code(-1),
+            }
+        })
+    }
+    fn stats(&self) -> Stats {
+        Stats { peak_memory_bytes: *self.handle.peak.lock() }
+    }
+    fn inspect(&self) -> InstanceInfo {
+        let paused = self.handle.calls.lock().iter().rev().find_map(|c| match c {
+            MockCall::Pause => Some(true),
+            MockCall::Resume => Some(false),
+            _ => None,
+        });
+        let state = match *self.exited.borrow() {
+            Some(s) => InstanceState::Exited(s),
+            None if paused == Some(true) => InstanceState::Paused,
+            None => InstanceState::Running,
+        };
+        InstanceInfo { pid: self.id, state, cgroup: None }
+    }
+    fn update_limits(&self, _limits: &Limits) -> Result<(), SandboxError> {
+        self.record(MockCall::UpdateLimits);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn records_calls_and_exits_on_command() {
+        let sb = MockSandbox::default();
+        let spec = SandboxSpec {
+            program: "/bin/runtime".into(),
+            args: vec!["a".into()],
+            cwd: "/".into(),
+            env: vec![("K".into(), "V".into())],
+            output: None,
+            limits: Limits { memory_mb: Some(128), ..Default::default() },
+            fs: Default::default(),
+            isolate_network: false,
+        };
+        let i = sb.start(spec).unwrap();
+        i.pause().unwrap();
+        assert_eq!(i.inspect().state, InstanceState::Paused);
+        i.resume().unwrap();
+        let h = &sb.started()[0];
+        assert_eq!(h.program, "/bin/runtime");
+        assert_eq!(h.limits.memory_mb, Some(128));
+        h.exit(ExitStatus::Code(3));
+        assert_eq!(i.wait().await, ExitStatus::Code(3));
+        assert_eq!(h.calls(), vec![MockCall::Pause, MockCall::Resume]);
+        *sb.fail_next.lock() = Some("no".into());
+        assert!(
+            sb.start(SandboxSpec {
+                program: "x".into(),
+                args: vec![],
+                cwd: "/".into(),
+                env: vec![],
+                output: None,
+                limits: Limits::default(),
+                fs: Default::default(),
+                isolate_network: false
+            })
+            .is_err()
+        );
+    }
+}
