@@ -100,12 +100,14 @@ fn mem_available_kb() -> u64 {
         .unwrap_or(0)
 }
 
-fn rss_kb(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
+/// Proportional set size: shared pages (libc, the sleep binary) split among their users,
+/// so the sum over all sandboxes counts them once.
+fn pss_kb(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup"))
         .ok()
         .and_then(|s| {
             s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
+                .find(|l| l.starts_with("Pss:"))
                 .and_then(|l| l.split_whitespace().nth(1))
                 .and_then(|v| v.parse().ok())
         })
@@ -126,7 +128,7 @@ async fn idle_frozen(sb: &ContainerSandbox, n: usize) -> anyhow::Result<Value> {
     let started = t.elapsed();
     tokio::time::sleep(Duration::from_millis(500)).await;
     let after = mem_available_kb();
-    let own_rss: u64 = instances.iter().map(|i| rss_kb(i.id())).sum();
+    let own_rss: u64 = instances.iter().map(|i| pss_kb(i.id())).sum();
     let used = before.saturating_sub(after);
     let overhead = used.saturating_sub(own_rss) as f64 / n as f64;
     for i in &instances {
@@ -136,11 +138,11 @@ async fn idle_frozen(sb: &ContainerSandbox, n: usize) -> anyhow::Result<Value> {
         let _ = tokio::time::timeout(Duration::from_secs(5), i.wait()).await;
     }
     Ok(json!({
-        "what": format!("{n} container sandboxes (each /bin/sleep with its own namespaces, cgroup, tmpfs /tmp and mounts) started and frozen; host MemAvailable drop minus the sleeps' own RSS"),
+        "what": format!("{n} container sandboxes (each /bin/sleep with its own namespaces, cgroup, tmpfs /tmp and mounts) started and frozen; host MemAvailable drop minus the sleeps' own memory (sum of PSS)"),
         "sandboxes": n,
         "start_and_freeze_all": fig(started.as_secs_f64() * 1000.0, "ms"),
         "host_memory_used": fig(used as f64 / 1024.0, "MiB"),
-        "processes_own_rss": fig(own_rss as f64 / 1024.0, "MiB"),
+        "processes_own_pss": fig(own_rss as f64 / 1024.0, "MiB"),
         "overhead_per_sandbox": fig(overhead, "KiB"),
     }))
 }

@@ -100,10 +100,19 @@ impl Server {
             .spawn()
             .with_context(|| format!("spawning {}", bin.display()))?;
         let mut lines = BufReader::new(child.stdout.take().expect("piped")).lines();
-        let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
-            .await
-            .context("no ready line within 30 s")??
-            .context("server exited before printing its ready line")?;
+        // The ready line follows informational ones (e.g. which sandbox backend and why).
+        let line = tokio::time::timeout(Duration::from_secs(30), async {
+            loop {
+                match lines.next_line().await? {
+                    Some(l) if l.starts_with("nimbus listening on ") => return Ok(Some(l)),
+                    Some(_) => continue,
+                    None => return Ok::<_, std::io::Error>(None),
+                }
+            }
+        })
+        .await
+        .context("no ready line within 30 s")??
+        .context("server exited before printing its ready line")?;
         let ready_line = t0.elapsed();
         // Keep draining stdout so the server can never block on a full pipe.
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });

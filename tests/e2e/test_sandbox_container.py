@@ -229,3 +229,36 @@ def handler(event, context):
 def test_server_says_which_backend_and_why(csrv):
     out = (csrv.log_dir / "stdout.1.log").read_text()
     assert "sandbox backend: container (forced by --sandbox container)" in out, out
+
+
+def _unprivileged(cmd: list[str]) -> list[str]:
+    """Runs cmd as `nobody` when we are root (setpriv, util-linux); as ourselves otherwise."""
+    if os.geteuid() != 0:
+        return cmd
+    return ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--"] + cmd
+
+
+def test_container_backend_where_it_cannot_work_is_a_clear_error_not_a_fallback():
+    import shutil
+    import tempfile
+    # Under /tmp itself: pytest's own tmp dirs are private to root.
+    tmp = Path(tempfile.mkdtemp(prefix="nimbus-unpriv-", dir="/tmp"))
+    os.chmod(tmp, 0o777)
+    data = tmp / "data"
+    base = [str(NIMBUS_BIN), "server", "--listen", "127.0.0.1:0", "--data-dir", str(data),
+            "--python-sdk-cache", "off"]
+    forced = subprocess.run(_unprivileged(base + ["--sandbox", "container"]), capture_output=True,
+                            text=True, timeout=20)
+    assert forced.returncode != 0
+    assert "--sandbox container cannot work on this host: needs root" in forced.stderr, forced.stderr
+    assert "nimbus listening" not in forced.stdout
+    # auto falls back to the process backend, and says why.
+    auto = subprocess.Popen(_unprivileged(base), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        first = auto.stdout.readline()
+        assert first.startswith("sandbox backend: process (auto: container backend unavailable (needs root"), first
+        assert "(sandbox: process)" in auto.stdout.readline()
+    finally:
+        auto.kill()
+        auto.wait()
+        shutil.rmtree(tmp, ignore_errors=True)

@@ -262,7 +262,14 @@ impl Environment {
         let (program, args) = match family {
             RuntimeFamily::Python => (
                 p.python.to_path_buf(),
-                vec!["-u".into(), view.runtime_dir.join("python/bootstrap.py").display().to_string()],
+                // -S: no `site` — the host interpreter's site-packages (and .pth hooks that can
+                // cost tens of ms per start) are not part of a Lambda runtime; the function's
+                // own packages, layers and boto3 come in through PYTHONPATH as on AWS.
+                vec![
+                    "-u".into(),
+                    "-S".into(),
+                    view.runtime_dir.join("python/bootstrap.py").display().to_string(),
+                ],
             ),
             RuntimeFamily::Node => {
                 (p.node.to_path_buf(), vec![view.runtime_dir.join("node/bootstrap.js").display().to_string()])
