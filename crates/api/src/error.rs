@@ -136,3 +136,21 @@ impl From<nimbus_store::StoreError> for ApiError {
         ApiError::new(500, "ServiceUnavailableException", e.to_string())
     }
 }
+
+impl From<nimbus_eventbridge::Error> for ApiError {
+    fn from(e: nimbus_eventbridge::Error) -> ApiError {
+        use nimbus_eventbridge::Error as E;
+        match e {
+            E::NotFound(m) => ApiError::not_found(m),
+            E::AlreadyExists(m) => ApiError::new(400, "ResourceAlreadyExistsException", m),
+            E::Validation(m) => ApiError::validation(m),
+            E::InvalidPattern(m) => ApiError::new(400, "InvalidEventPatternException", m),
+            E::LimitExceeded(m) => ApiError::new(400, "LimitExceededException", m),
+            E::Store(e) => e.into(),
+            other => {
+                tracing::error!("internal error: {other}");
+                ApiError::new(500, "InternalException", other.to_string())
+            }
+        }
+    }
+}

@@ -171,7 +171,7 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
             node: interpreter("node", "NIMBUS_NODE", &["-e", "console.log(process.execPath)"]),
             async_retry_delay: Duration::from_secs_f64(args.async_retry_delay.max(0.0)),
         },
-        store,
+        store.clone(),
         blobs,
         logs.clone(),
         sandbox.clone(),
@@ -184,9 +184,16 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
             AuthMode::Strict
         }
     };
+    let eventbridge = nimbus_eventbridge::EventBridgeEngine::open(
+        store.clone(),
+        Arc::new(Targets { functions: functions.clone() }),
+        Duration::from_secs(1),
+    )?;
+    tokio::spawn(eventbridge.clone().run_scheduler());
     let app = nimbus_api::router(AppState {
         functions: functions.clone(),
         logs,
+        eventbridge,
         auth: Arc::new(AuthConfig { mode, keys, function_secret }),
         version: env!("CARGO_PKG_VERSION"),
         endpoint_url: endpoint_url.clone(),
@@ -212,6 +219,43 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
     });
     axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await?;
     Ok(())
+}
+
+/// Where EventBridge delivers: Lambda functions get an asynchronous invoke (as on AWS);
+/// other services' ARNs get a clear delivery error until they exist in this build.
+struct Targets {
+    functions: Arc<FunctionsEngine>,
+}
+
+impl nimbus_eventbridge::TargetInvoker for Targets {
+    fn deliver<'a>(
+        &'a self,
+        account: &'a str,
+        region: &'a str,
+        target_arn: &'a str,
+        input: String,
+    ) -> nimbus_eventbridge::BoxFuture<'a, Result<(), String>> {
+        Box::pin(async move {
+            match target_arn.split(':').nth(2).unwrap_or_default() {
+                "lambda" => {
+                    let req = nimbus_functions::InvokeRequest {
+                        scope: nimbus_model::Scope { account: account.into(), region: region.into() },
+                        request_id: uuid::Uuid::new_v4().to_string(),
+                        function: target_arn.to_string(),
+                        qualifier: None,
+                        payload: bytes::Bytes::from(input),
+                        invocation_type: nimbus_functions::InvocationType::Event,
+                        tail_log: false,
+                        client_context: None,
+                    };
+                    self.functions.invoke(req).await.map(|_| ()).map_err(|e| e.to_string())
+                }
+                other => {
+                    Err(format!("{other} targets are not supported by this Nimbus build ({target_arn})"))
+                }
+            }
+        })
+    }
 }
 
 /// Provides boto3 to python functions, as AWS's python runtimes do, without delaying start-up.
