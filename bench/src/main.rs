@@ -12,6 +12,7 @@
 //!
 //! The report is pretty JSON on stdout and in bench/results/latest.json; progress goes to
 //! stderr. Every figure carries its unit, and figures with a target say whether it was met.
+mod eventbridge;
 mod http;
 mod lambda;
 mod sandbox;
@@ -40,8 +41,8 @@ struct Args {
     /// Use the in-process load generator for the control API instead of wrk.
     #[arg(long)]
     no_wrk: bool,
-    /// Only these scenarios (comma-separated: start,cold,warm,control,sandbox).
-    #[arg(long, value_delimiter = ',', default_value = "start,cold,warm,control,sandbox")]
+    /// Only these scenarios (comma-separated: start,cold,warm,control,sandbox,eventbridge).
+    #[arg(long, value_delimiter = ',', default_value = "start,cold,warm,control,sandbox,eventbridge")]
     only: Vec<String>,
     /// Where to write the JSON report (besides stdout).
     #[arg(long, default_value_os_t = server::workspace_root().join("bench/results/latest.json"))]
@@ -140,6 +141,15 @@ async fn run(args: &Args, nimbus: &Path, rust_echo: &Path, results_dir: &Path) -
             .await
         };
         scenarios.insert("container_sandbox".into(), section(res.await));
+    }
+
+    if args.wants("eventbridge") {
+        eprintln!("bench: 6/6 EventBridge PutEvents → 100 rules → Lambda targets");
+        let res = async {
+            let provided = lambda::provided(&nimbus.with_file_name("rust-echo"))?;
+            eventbridge::put_events(&mut r, nimbus, &provided, &sizes, results_dir).await
+        };
+        scenarios.insert("eventbridge".into(), section(res.await));
     }
 
     Ok(json!({
