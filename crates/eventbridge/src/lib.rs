@@ -9,12 +9,13 @@ mod input;
 pub use input::{InputTransformer, transform_input};
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use nimbus_events::{Pattern, Schedule};
+use nimbus_events::{FlatEvent, Pattern, Schedule};
 use nimbus_store::{Store, StoreError};
 use parking_lot::RwLock;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
+use std::collections::HashSet;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -154,12 +155,41 @@ struct CompiledRule {
     schedule: Option<Schedule>,
 }
 
+/// The pattern rules of one bus, with the union of the paths they test.
+#[derive(Default)]
+struct BusRules {
+    rules: Vec<Arc<CompiledRule>>,
+    paths: HashSet<String>,
+}
+
 #[derive(Default)]
 struct State {
     /// `account:region:bus:rule` → rule.
     rules: BTreeMap<String, Arc<CompiledRule>>,
+    /// `account:region:bus` → its pattern rules (derived from `rules`, rebuilt on change).
+    pattern_rules: BTreeMap<String, BusRules>,
     /// `account:region:bus` → custom bus (the default bus always exists).
     buses: BTreeMap<String, EventBus>,
+}
+
+impl State {
+    /// Rebuilds the routing view of the bus that `rule_key` belongs to.
+    fn reindex(&mut self, rule_key: &str) {
+        let Some(bus) = rule_key.rsplit_once(':').map(|(b, _)| b.to_string()) else { return };
+        let prefix = format!("{bus}:");
+        let mut view = BusRules::default();
+        for (_, r) in self.rules.range(prefix.clone()..).take_while(|(k, _)| k.starts_with(&prefix)) {
+            if let Some(p) = &r.pattern {
+                view.paths.extend(p.paths().iter().cloned());
+                view.rules.push(r.clone());
+            }
+        }
+        if view.rules.is_empty() {
+            self.pattern_rules.remove(&bus);
+        } else {
+            self.pattern_rules.insert(bus, view);
+        }
+    }
 }
 
 fn rule_key(account: &str, region: &str, bus: &str, name: &str) -> String {
@@ -221,6 +251,11 @@ impl EventBridgeEngine {
             let rule: Rule =
                 serde_json::from_slice(&raw).map_err(|e| Error::Corrupt(format!("{key}: {e}")))?;
             state.rules.insert(key, Arc::new(compile(rule)?));
+        }
+        let buses: std::collections::BTreeSet<String> =
+            state.rules.keys().filter_map(|k| k.rsplit_once(':').map(|(b, _)| format!("{b}:"))).collect();
+        for bus in buses {
+            state.reindex(&bus);
         }
         for (key, raw) in store.list(BUSES)? {
             let bus: EventBus =
@@ -328,6 +363,7 @@ impl EventBridgeEngine {
             self.store.delete(RULES, &k)?;
             state.rules.remove(&k);
         }
+        state.pattern_rules.remove(&key);
         Ok(())
     }
 
@@ -387,7 +423,8 @@ impl EventBridgeEngine {
         let compiled = compile(rule)?;
         let arn = compiled.rule.arn.clone();
         self.persist(&key, &compiled.rule)?;
-        state.rules.insert(key, Arc::new(compiled));
+        state.rules.insert(key.clone(), Arc::new(compiled));
+        state.reindex(&key);
         drop(state);
         self.schedules_changed.notify_one();
         Ok(arn)
@@ -458,7 +495,10 @@ impl EventBridgeEngine {
         f(&mut rule)?;
         let compiled = compile(rule)?;
         self.persist(&key, &compiled.rule)?;
-        self.state.write().rules.insert(key, Arc::new(compiled));
+        let mut state = self.state.write();
+        state.rules.insert(key.clone(), Arc::new(compiled));
+        state.reindex(&key);
+        drop(state);
         self.schedules_changed.notify_one();
         Ok(())
     }
@@ -500,6 +540,7 @@ impl EventBridgeEngine {
         }
         self.store.delete(RULES, &key)?;
         state.rules.remove(&key);
+        state.reindex(&key);
         Ok(())
     }
 
@@ -660,18 +701,22 @@ impl EventBridgeEngine {
         event: &Value,
         now: DateTime<Utc>,
     ) -> usize {
-        let prefix = format!("{}:", bus_key(account, region, bus));
-        let matched: Vec<Arc<CompiledRule>> = self
-            .state
-            .read()
-            .rules
-            .range(prefix.clone()..)
-            .take_while(|(k, _)| k.starts_with(&prefix))
-            .map(|(_, r)| r.clone())
-            .filter(|r| {
-                r.rule.state == RuleState::Enabled && r.pattern.as_ref().is_some_and(|p| p.matches(event))
-            })
-            .collect();
+        let matched: Vec<Arc<CompiledRule>> = {
+            let state = self.state.read();
+            let key = bus_key(account, region, bus);
+            let Some(rules) = state.pattern_rules.get(&key) else { return 0 };
+            // One walk of the event serves every rule on the bus.
+            let flat = FlatEvent::new(event, &rules.paths);
+            rules
+                .rules
+                .iter()
+                .filter(|r| {
+                    r.rule.state == RuleState::Enabled
+                        && r.pattern.as_ref().is_some_and(|p| p.matches_flat(&flat))
+                })
+                .cloned()
+                .collect()
+        };
         for rule in &matched {
             self.deliver_to_targets(rule, event, now);
         }
@@ -786,6 +831,7 @@ impl EventBridgeEngine {
                     // Only if the rule was not changed meanwhile.
                     if state.rules.get(&key).is_some_and(|r| Arc::ptr_eq(r, &rule)) {
                         state.rules.insert(key.clone(), Arc::new(compiled.clone()));
+                        state.reindex(&key);
                     }
                 }
                 let event = json!({

@@ -6,5 +6,5 @@
 pub mod pattern;
 pub mod schedule;
 
-pub use pattern::{Pattern, PatternError};
+pub use pattern::{FlatEvent, Pattern, PatternError};
 pub use schedule::{Cron, Rate, RateUnit, Schedule, ScheduleError};
