@@ -37,6 +37,8 @@ fi
 command -v node >/dev/null 2>&1 || missing+=(nodejs)
 command -v zip >/dev/null 2>&1 || missing+=(zip)
 command -v unzip >/dev/null 2>&1 || missing+=(unzip)
+# pgrep (the container sandbox tests look for processes a function left behind).
+command -v pgrep >/dev/null 2>&1 || missing+=(procps)
 if ((${#missing[@]})); then
     apt_install "${missing[@]}"
 fi
