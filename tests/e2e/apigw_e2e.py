@@ -89,7 +89,7 @@ class EchoBackend:
                           "headers": {k.lower(): v for k, v in self.headers.items()},
                           "body": body.decode(errors="replace")}
                 seen.append(record)
-                if self.path.startswith("/stream"):
+                if "/stream" in self.path:
                     self.send_response(200)
                     self.send_header("content-type", "text/plain")
                     self.send_header("transfer-encoding", "chunked")

@@ -198,6 +198,9 @@ async fn serve(s: AppState, t: Target, req: Request) -> Response {
         trace.source_ip = "127.0.0.1".into();
     }
     let origin = req.headers().get("origin").and_then(|v| v.to_str().ok()).map(str::to_string);
+    // A preflight's CORS headers are decided by the preflight rules alone.
+    let preflight = req.method() == axum::http::Method::OPTIONS
+        && req.headers().contains_key("access-control-request-method");
     let live = s.gateway.live(&t.api_id);
     let mut resp = match &live {
         Some(live) => handle(&s, live, &t, req, &mut trace).await,
@@ -205,6 +208,7 @@ async fn serve(s: AppState, t: Target, req: Request) -> Response {
     };
     let h = resp.headers_mut();
     if let Some(cors_cfg) = live.as_ref().and_then(|l| l.api.cors.as_ref())
+        && !preflight
         && !h.contains_key("access-control-allow-origin")
     {
         for (k, v) in cors::response_headers(cors_cfg, origin.as_deref()) {
