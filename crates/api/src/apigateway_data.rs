@@ -32,6 +32,8 @@ use std::time::{Duration, Instant};
 pub const PATH_PREFIX: &str = "/_aws/execute-api/";
 /// HTTP APIs accept payloads up to 10 MB.
 const MAX_BODY: usize = 10 * 1024 * 1024;
+/// Upstream answers up to this size (with a Content-Length) are read whole before replying.
+const BUFFERED_RESPONSE_MAX: usize = 64 * 1024;
 const JWKS_TTL: Duration = Duration::from_secs(300);
 
 type HttpClient = Client<HttpConnector, Body>;
@@ -254,7 +256,27 @@ struct Vars<'a> {
     started: Instant,
 }
 
-impl Vars<'_> {
+impl<'a> Vars<'a> {
+    fn new(
+        headers: &'a HeaderMap,
+        query: &'a str,
+        t: &'a Target,
+        path_parameters: &'a [(String, String)],
+        stage: &'a gw::Stage,
+        trace: &'a Trace,
+        started: Instant,
+    ) -> Vars<'a> {
+        Vars {
+            headers,
+            query,
+            path: &t.path,
+            path_parameters,
+            stage_variables: &stage.stage_variables,
+            trace,
+            started,
+        }
+    }
+
     fn get(&self, name: &str) -> Option<String> {
         if let Some(h) = name.strip_prefix("request.header.") {
             let all: Vec<&str> = self.headers.get_all(h).iter().filter_map(|v| v.to_str().ok()).collect();
@@ -366,15 +388,7 @@ async fn handle_inner(
                 trace.authorizer_error = Some("authorizer not found".into());
                 into_response(message(500, "Internal Server Error"))
             })?;
-        let vars = Vars {
-            headers: &parts.headers,
-            query: &raw_query,
-            path: &t.path,
-            path_parameters: &path_parameters,
-            stage_variables: &stage.stage_variables,
-            trace,
-            started,
-        };
+        let vars = Vars::new(&parts.headers, &raw_query, t, &path_parameters, stage, trace, started);
         let identity = authorizer::identity_values(&authorizer.identity_source, &|n| vars.get(n));
         let result = if authorizer.authorizer_type == "JWT" {
             authorize_jwt(authorizer, route, identity).await
@@ -412,15 +426,7 @@ async fn handle_inner(
     let integration = route.integration_id().and_then(|id| served.integration(id)).ok_or_else(not_found)?;
     let timeout = Duration::from_millis(integration.timeout_in_millis.clamp(50, gw::MAX_TIMEOUT_MS) as u64);
     if integration.integration_type == "HTTP_PROXY" {
-        let vars = Vars {
-            headers: &parts.headers,
-            query: &raw_query,
-            path: &t.path,
-            path_parameters: &path_parameters,
-            stage_variables: &stage.stage_variables,
-            trace,
-            started,
-        };
+        let vars = Vars::new(&parts.headers, &raw_query, t, &path_parameters, stage, trace, started);
         let fwd = forward_request(
             integration,
             route,
@@ -834,6 +840,83 @@ async fn proxy(
     for h in ["connection", "keep-alive", "proxy-connection", "upgrade", "trailer"] {
         parts.headers.remove(h);
     }
-    // The body streams through as it arrives.
+    // Small answers of known length are read whole: the response then leaves in one write
+    // without further hops between the upstream connection's task and this one. Anything
+    // else streams through as it arrives.
+    let small = parts
+        .headers
+        .get("content-length")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok())
+        .is_some_and(|n| n <= BUFFERED_RESPONSE_MAX);
+    if small {
+        let bytes = axum::body::to_bytes(Body::new(incoming), BUFFERED_RESPONSE_MAX)
+            .await
+            .map_err(|e| (message(502, "Bad Gateway"), format!("upstream body: {e}")))?;
+        return Ok(Response::from_parts(parts, Body::from(bytes)));
+    }
     Ok(Response::from_parts(parts, Body::new(incoming)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(host: Option<&str>, uri: &str) -> Request {
+        let mut b = http::Request::builder().uri(uri);
+        if let Some(h) = host {
+            b = b.header("host", h);
+        }
+        b.body(Body::empty()).unwrap_or_default()
+    }
+
+    #[test]
+    fn recognises_host_and_path_forms() {
+        let t = target(&request(Some("AbC123.execute-api.localhost:4566"), "/prod/x?y=1")).unwrap();
+        assert_eq!((t.api_id.as_str(), t.path.as_str()), ("abc123", "/prod/x"));
+        assert_eq!(t.domain, "AbC123.execute-api.localhost");
+        let t = target(&request(Some("127.0.0.1:4566"), "/_aws/execute-api/abc123/prod/x")).unwrap();
+        assert_eq!((t.api_id.as_str(), t.path.as_str()), ("abc123", "/prod/x"));
+        let t = target(&request(None, "/_aws/execute-api/abc123")).unwrap();
+        assert_eq!(t.path, "/");
+        assert!(target(&request(Some("127.0.0.1:4566"), "/v2/apis")).is_none());
+        assert!(target(&request(Some("x.lambda-url.us-east-1.localhost"), "/")).is_none());
+    }
+
+    #[test]
+    fn forward_request_substitutes_appends_and_maps() {
+        let stage = gw::Stage { stage_name: "prod".into(), ..gw::Stage::default() };
+        let trace = Trace { request_id: "r1".into(), ..Trace::default() };
+        let t = Target {
+            api_id: "a".into(),
+            path: "/prod/api/x/y".into(),
+            domain: "a.execute-api.localhost".into(),
+        };
+        let params = vec![("proxy".to_string(), "x/y z".to_string())];
+        let mut headers = HeaderMap::new();
+        headers.insert("x-in", HeaderValue::from_static("1"));
+        headers.insert("connection", HeaderValue::from_static("keep-alive"));
+        let vars = Vars::new(&headers, "q=1", &t, &params, &stage, &trace, Instant::now());
+        let integration = gw::Integration {
+            integration_uri: Some("http://127.0.0.1:9000/base/{proxy}".into()),
+            request_parameters: [("append:header.x-req".to_string(), "$context.requestId".to_string())]
+                .into(),
+            ..gw::Integration::default()
+        };
+        let route = gw::Route { route_key: "ANY /api/{proxy+}".into(), ..gw::Route::default() };
+        let (uri, h) =
+            forward_request(&integration, &route, "/api/x/y", &headers, "q=1", &params, &vars).unwrap();
+        assert_eq!(uri.to_string(), "http://127.0.0.1:9000/base/x/y%20z?q=1");
+        assert_eq!(h.get("x-req").and_then(|v| v.to_str().ok()), Some("r1"));
+        assert_eq!(h.get("host").and_then(|v| v.to_str().ok()), Some("127.0.0.1:9000"));
+        assert!(h.get("connection").is_none());
+        let default = gw::Route { route_key: "$default".into(), ..gw::Route::default() };
+        let plain =
+            gw::Integration { integration_uri: Some("http://h:1/b/".into()), ..gw::Integration::default() };
+        let (uri, _) = forward_request(&plain, &default, "/p/q", &headers, "", &[], &vars).unwrap();
+        assert_eq!(uri.to_string(), "http://h:1/b/p/q");
+        let tls =
+            gw::Integration { integration_uri: Some("https://h/".into()), ..gw::Integration::default() };
+        assert!(forward_request(&tls, &default, "/", &headers, "", &[], &vars).is_err());
+    }
 }

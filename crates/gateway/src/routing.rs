@@ -170,7 +170,8 @@ impl<T> RouteTable<T> {
     }
 
     pub fn select(&self, method: &str, path: &str) -> Option<Selected<'_, T>> {
-        let mut best: Option<(&RouteKey, &T, Vec<(String, String)>)> = None;
+        type Candidate<'k, T> = (&'k RouteKey, &'k T, Vec<(String, String)>);
+        let mut best: Option<Candidate<'_, T>> = None;
         for (key, value) in &self.routes {
             let Some(params) = key.matches(method, path) else { continue };
             let better = match &best {
