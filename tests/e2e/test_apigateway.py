@@ -231,3 +231,22 @@ def test_payload_1_0(server, echo_fn):
     # 1.0 makes no assumptions: a bare answer is an error.
     r = call(server, api_id, "POST", "/v1/9?mode=bare")
     assert (r.status, r.json()) == (500, {"message": "Internal Server Error"})
+
+
+def test_apis_survive_a_crash(nimbus):
+    """Acknowledged control-plane writes are in the Store: a kill -9 loses nothing."""
+    s = nimbus()
+    fn = create_function(s.lam, unique_name("persist"), make_zip({"lambda_function.py": ECHO_SRC}))["FunctionArn"]
+    gw = s.client("apigatewayv2")
+    api_id = gw.create_api(Name="persist", ProtocolType="HTTP", Target=fn)["ApiId"]
+    gw.create_stage(ApiId=api_id, StageName="prod", StageVariables={"v": "1"})
+    gw.create_deployment(ApiId=api_id, StageName="prod")
+    assert call(s, api_id, "GET", "/prod/x").status == 200
+    s.kill9()
+    s.restart()
+    gw = s.client("apigatewayv2")
+    assert gw.get_api(ApiId=api_id)["Name"] == "persist"
+    assert gw.get_stage(ApiId=api_id, StageName="prod")["StageVariables"] == {"v": "1"}
+    r = call(s, api_id, "GET", "/prod/x")
+    assert r.status == 200 and r.json()["stageVariables"] == {"v": "1"}
+    assert call(s, api_id, "GET", "/x").json()["routeKey"] == "$default"

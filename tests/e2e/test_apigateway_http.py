@@ -113,7 +113,7 @@ def test_stage_deployments_throttling_and_access_logs(server):
                                 PayloadFormatVersion="2.0")["IntegrationId"]
     gw.create_route(ApiId=api_id, RouteKey="GET /a", Target=f"integrations/{iid}")
     group = f"/apigw/{api_id}"
-    fmt = '{"requestId":"$context.requestId","routeKey":"$context.routeKey","status":"$context.status","stage":"$context.stage","ip":"$context.identity.sourceIp"}'
+    fmt = '{"requestId":"$context.requestId","routeKey":"$context.routeKey","status":"$context.status","stage":"$context.stage","ip":"$context.identity.sourceIp","len":"$context.responseLength"}'
     gw.create_stage(ApiId=api_id, StageName="prod", StageVariables={"v": "1"},
                     AccessLogSettings={"DestinationArn": f"arn:aws:logs:us-east-1:000000000000:log-group:{group}",
                                        "Format": fmt},
@@ -141,3 +141,4 @@ def test_stage_deployments_throttling_and_access_logs(server):
     got = wait_until(lines, 10, interval=0.2, what="access log lines")
     assert {(l["routeKey"], l["status"]) for l in got} >= {("GET /a", "200"), ("GET /b", "429"), ("-", "404")}
     assert all(l["stage"] == "prod" and l["ip"] == "127.0.0.1" and l["requestId"] for l in got)
+    assert all(int(l["len"]) > 0 for l in got), got

@@ -223,8 +223,13 @@ async fn serve(s: AppState, t: Target, req: Request) -> Response {
         h.insert("apigw-requestid", v);
     }
     trace.status = resp.status().as_u16();
-    trace.response_length =
-        resp.headers().get("content-length").and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok());
+    // Buffered bodies know their size before hyper writes the Content-Length.
+    trace.response_length = resp
+        .headers()
+        .get("content-length")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .or_else(|| axum::body::HttpBody::size_hint(resp.body()).exact());
     if let Some(live) = &live {
         access_log(&s, live, &trace, started);
     }
