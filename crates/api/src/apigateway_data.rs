@@ -484,7 +484,7 @@ async fn handle_inner(
     );
     let event = if v1 { gw::payload::event_v1(&req, &ctx) } else { gw::payload::event_v2(&req, &ctx) };
     let function = integration.integration_uri.as_deref().and_then(gw::lambda_function_of).unwrap_or("");
-    let outcome = invoke(s, live, function, event, &trace.request_id, timeout).await;
+    let outcome = invoke(s, live, function, event, timeout).await;
     trace.integration_latency_ms = Some(started.elapsed().as_millis());
     let payload = match outcome {
         Ok(p) => p,
@@ -539,11 +539,11 @@ async fn invoke(
     live: &Live,
     function: &str,
     event: Value,
-    request_id: &str,
     timeout: Duration,
 ) -> Result<Bytes, Failure> {
     let call = s.functions.invoke(InvokeRequest {
         scope: nimbus_model::Scope::new(live.api.account.clone(), live.api.region.clone()),
+        // The function's own invocation id, distinct from the API request id (as on AWS).
         request_id: uuid::Uuid::new_v4().to_string(),
         function: function.to_string(),
         qualifier: None,
@@ -552,7 +552,6 @@ async fn invoke(
         tail_log: false,
         client_context: None,
     });
-    let _ = request_id;
     match tokio::time::timeout(timeout, call).await {
         Err(_) => Err((message(503, "Service Unavailable"), "Integration timed out".into())),
         Ok(Ok(r)) if r.function_error.is_none() => Ok(r.payload),
@@ -612,11 +611,9 @@ async fn authorize_lambda(
                 authorizer::event_v1(gw::payload::event_v1(req, ctx), &arn, &identity)
             };
             let function = a.authorizer_uri.as_deref().and_then(gw::lambda_function_of).unwrap_or("");
-            let payload = invoke(s, live, function, event, ctx.request_id, Duration::from_millis(10_000))
-                .await
-                .map_err(|(_, why)| {
-                    (message(500, "Internal Server Error"), format!("authorizer failed: {why}"))
-                })?;
+            let payload = invoke(s, live, function, event, Duration::from_millis(10_000)).await.map_err(
+                |(_, why)| (message(500, "Internal Server Error"), format!("authorizer failed: {why}")),
+            )?;
             let d = authorizer::decide(&payload, a.enable_simple_responses && v2, &arn).ok_or_else(|| {
                 (message(500, "Internal Server Error"), "malformed authorizer response".to_string())
             })?;
