@@ -57,7 +57,11 @@ impl Template {
     }
 
     fn build(&self, host: &str) -> Request<Full<Bytes>> {
-        let mut b = Request::builder().method(self.method.clone()).uri(&self.path).header("host", host);
+        let mut b = Request::builder().method(self.method.clone()).uri(&self.path);
+        // A template may name its own Host (API Gateway's `{api}.execute-api.…`).
+        if !self.headers.iter().any(|(k, _)| *k == "host") {
+            b = b.header("host", host);
+        }
         for (k, v) in &self.headers {
             b = b.header(*k, v);
         }

@@ -8,11 +8,14 @@
 //!    client-observed and the REPORT line's Init Duration (target provided ≤ 5 ms);
 //! 3. warm_invoke — sequential latency (p50 ≤ 200 µs) and 64-client throughput
 //!    (≥ 10,000 invokes/s) of the provided no-op function;
-//! 4. control_api — `wrk` against GetFunction and Logs DescribeLogGroups (≥ 40,000 req/s).
+//! 4. control_api — `wrk` against GetFunction and Logs DescribeLogGroups (≥ 40,000 req/s);
+//! 5. gateway — HTTP API → Lambda added latency p50 vs direct invoke (≤ 50 µs) and HTTP_PROXY
+//!    throughput vs nginx proxying the same nginx backend (≥ 1.0×).
 //!
 //! The report is pretty JSON on stdout and in bench/results/latest.json; progress goes to
 //! stderr. Every figure carries its unit, and figures with a target say whether it was met.
 mod eventbridge;
+mod gateway;
 mod http;
 mod lambda;
 mod sandbox;
@@ -41,8 +44,8 @@ struct Args {
     /// Use the in-process load generator for the control API instead of wrk.
     #[arg(long)]
     no_wrk: bool,
-    /// Only these scenarios (comma-separated: start,cold,warm,control,sandbox,eventbridge).
-    #[arg(long, value_delimiter = ',', default_value = "start,cold,warm,control,sandbox,eventbridge")]
+    /// Only these scenarios (comma-separated: start,cold,warm,control,gateway,sandbox,eventbridge).
+    #[arg(long, value_delimiter = ',', default_value = "start,cold,warm,control,gateway,sandbox,eventbridge")]
     only: Vec<String>,
     /// Where to write the JSON report (besides stdout).
     #[arg(long, default_value_os_t = server::workspace_root().join("bench/results/latest.json"))]
@@ -116,7 +119,7 @@ async fn run(args: &Args, nimbus: &Path, rust_echo: &Path, results_dir: &Path) -
     // Scenarios 2–4 share one server on a fresh data dir; its stderr is kept for inspection.
     let server_log = results_dir.join("server.log");
     let mut server_info = Value::Null;
-    if args.wants("cold") || args.wants("warm") || args.wants("control") {
+    if args.wants("cold") || args.wants("warm") || args.wants("control") || args.wants("gateway") {
         let res = shared_server(args, &sizes, &mut r, &mut scenarios, nimbus, rust_echo, &server_log).await;
         if let Err(e) = res {
             scenarios.insert("shared_server".into(), json!({ "error": format!("{e:#}") }));
@@ -125,7 +128,7 @@ async fn run(args: &Args, nimbus: &Path, rust_echo: &Path, results_dir: &Path) -
     }
 
     if args.wants("sandbox") {
-        eprintln!("bench: 5/5 container sandbox (cold starts, freeze/thaw, idle frozen sandboxes)");
+        eprintln!("bench: container sandbox (cold starts, freeze/thaw, idle frozen sandboxes)");
         let res = async {
             let rust_echo = nimbus.with_file_name("rust-echo");
             let packages = sandbox::packages(&rust_echo)?;
@@ -144,7 +147,7 @@ async fn run(args: &Args, nimbus: &Path, rust_echo: &Path, results_dir: &Path) -
     }
 
     if args.wants("eventbridge") {
-        eprintln!("bench: 6/6 EventBridge PutEvents → 100 rules → Lambda targets");
+        eprintln!("bench: EventBridge PutEvents → 100 rules → Lambda targets");
         let res = async {
             let provided = lambda::provided(&nimbus.with_file_name("rust-echo"))?;
             eventbridge::put_events(&mut r, nimbus, &provided, &sizes, results_dir).await
@@ -213,6 +216,13 @@ async fn shared_server(
             scenarios::control_api(r, addr, "bench-warm", sizes, !args.no_wrk, &dir.0).await
         };
         scenarios.insert("control_api".into(), section(res.await));
+    }
+    if args.wants("gateway") {
+        eprintln!("bench: gateway (API Gateway: Lambda added latency, HTTP_PROXY vs nginx)");
+        scenarios.insert(
+            "gateway".into(),
+            section(crate::gateway::gateway(r, addr, provided, sizes, &dir.0).await),
+        );
     }
     server.stop().await
 }

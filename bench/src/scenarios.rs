@@ -441,35 +441,41 @@ pub async fn control_api(
 }
 
 /// What we read from wrk's `--latency` output.
-struct WrkResult {
-    rps: f64,
-    requests: u64,
-    non_2xx: u64,
-    socket_errors: String,
-    p50_us: f64,
-    p99_us: f64,
-    max_us: f64,
+pub struct WrkResult {
+    pub rps: f64,
+    pub requests: u64,
+    pub non_2xx: u64,
+    pub socket_errors: String,
+    pub p50_us: f64,
+    pub p99_us: f64,
+    pub max_us: f64,
 }
 
 fn run_wrk(addr: SocketAddr, t: &Template, s: &Sizes, scratch: &Path) -> anyhow::Result<WrkResult> {
+    wrk(addr, t, s.control_connections, s.control_duration, scratch)
+}
+
+/// One wrk run (`-t2 --latency`) of `t` against `addr`.
+pub fn wrk(
+    addr: SocketAddr,
+    t: &Template,
+    connections: usize,
+    duration: Duration,
+    scratch: &Path,
+) -> anyhow::Result<WrkResult> {
     // A Lua script carries the method, headers and body (wrk's -H can't set a body).
     let mut lua = format!("wrk.method = \"{}\"\n", t.method);
     if !t.body.is_empty() {
         lua += &format!("wrk.body = {:?}\n", String::from_utf8_lossy(&t.body));
     }
     for (k, v) in &t.headers {
+        let k = if *k == "host" { "Host" } else { k };
         lua += &format!("wrk.headers[\"{k}\"] = {v:?}\n");
     }
     let script = scratch.join("request.lua");
     std::fs::write(&script, lua)?;
     let out = std::process::Command::new("wrk")
-        .args([
-            "-t2",
-            &format!("-c{}", s.control_connections),
-            &format!("-d{}s", s.control_duration.as_secs()),
-            "--latency",
-            "-s",
-        ])
+        .args(["-t2", &format!("-c{connections}"), &format!("-d{}s", duration.as_secs()), "--latency", "-s"])
         .arg(&script)
         .arg(format!("http://{addr}{}", t.path))
         .output()

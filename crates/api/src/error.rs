@@ -67,6 +67,10 @@ impl ApiError {
             "ProvisionedConcurrencyConfigNotFoundException",
             "SerializedRequestEntityTooLargeException",
             "ValidationException",
+            // API Gateway v2 models name the member `message` throughout.
+            "NotFoundException",
+            "BadRequestException",
+            "ConflictException",
         ];
         if LOWER.contains(&self.code) { "message" } else { "Message" }
     }
@@ -150,6 +154,24 @@ impl From<nimbus_eventbridge::Error> for ApiError {
             other => {
                 tracing::error!("internal error: {other}");
                 ApiError::new(500, "InternalException", other.to_string())
+            }
+        }
+    }
+}
+
+impl From<nimbus_gateway::Error> for ApiError {
+    fn from(e: nimbus_gateway::Error) -> ApiError {
+        use nimbus_gateway::Error as G;
+        match e {
+            G::NotFound { resource, message } => {
+                ApiError::new(404, "NotFoundException", message).with("ResourceType", resource)
+            }
+            G::BadRequest(m) => ApiError::new(400, "BadRequestException", m),
+            G::Conflict(m) => ApiError::new(409, "ConflictException", m),
+            G::Store(s) => s.into(),
+            other => {
+                tracing::error!("gateway internal error: {other}");
+                ApiError::new(500, "InternalServerErrorException", other.to_string())
             }
         }
     }

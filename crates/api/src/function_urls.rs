@@ -9,14 +9,16 @@ use crate::error::{ApiError, Protocol};
 use axum::Extension;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, Request, State};
-use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use base64::Engine as _;
 use nimbus_functions::{InvocationType, InvokeRequest};
+use nimbus_gateway::cors;
+use nimbus_gateway::payload::{EventContext, HttpRequest};
 use nimbus_model::{Cors, FunctionUrlConfig};
 use serde::Deserialize;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
 
 // ---------- control API ----------
 
@@ -219,145 +221,54 @@ fn plain(status: StatusCode, message: &str) -> Response {
     (status, [("content-type", "application/json")], json!({"Message": message}).to_string()).into_response()
 }
 
-fn is_text(content_type: &str) -> bool {
-    let ct = content_type.to_ascii_lowercase();
-    ct.is_empty()
-        || ct.starts_with("text/")
-        || ["json", "xml", "javascript", "x-www-form-urlencoded", "yaml"].iter().any(|t| ct.contains(t))
-}
-
-/// The payload-format-2.0 event Lambda sends for a function URL request.
+/// Function URLs send payload format 2.0 with `$default` route and stage, as AWS does;
+/// the event and the response interpretation are the gateway's.
 fn event(
     c: &FunctionUrlConfig,
     path: &str,
-    method: &Method,
-    headers: &HeaderMap,
-    query: &str,
+    parts: &axum::http::request::Parts,
     body: &[u8],
     request_id: &str,
 ) -> Value {
-    let mut hmap: Map<String, Value> = Map::new();
-    let mut cookies = Vec::new();
-    for (k, v) in headers {
-        let v = String::from_utf8_lossy(v.as_bytes()).into_owned();
-        if k.as_str() == "cookie" {
-            cookies.extend(v.split(';').map(|c| c.trim().to_string()).filter(|c| !c.is_empty()));
-            continue;
-        }
-        match hmap.get_mut(k.as_str()) {
-            Some(Value::String(existing)) => {
-                existing.push(',');
-                existing.push_str(&v);
-            }
-            _ => {
-                hmap.insert(k.as_str().to_string(), Value::String(v));
-            }
-        }
-    }
-    let mut qmap: Map<String, Value> = Map::new();
-    for pair in query.split('&').filter(|p| !p.is_empty()) {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        let dec = |x: &str| {
-            percent_encoding::percent_decode_str(&x.replace('+', " ")).decode_utf8_lossy().into_owned()
-        };
-        let (k, v) = (dec(k), dec(v));
-        match qmap.get_mut(&k) {
-            Some(Value::String(existing)) => {
-                existing.push(',');
-                existing.push_str(&v);
-            }
-            _ => {
-                qmap.insert(k, Value::String(v));
-            }
-        }
-    }
-    let header = |k: &str| headers.get(k).and_then(|v| v.to_str().ok()).unwrap_or("");
-    let now = chrono::Utc::now();
-    let domain = header("host").to_string();
-    let mut ev = json!({
-        "version": "2.0",
-        "routeKey": "$default",
-        "rawPath": path,
-        "rawQueryString": query,
-        "headers": hmap,
-        "requestContext": {
-            "accountId": "anonymous",
-            "apiId": c.url_id,
-            "domainName": domain,
-            "domainPrefix": c.url_id,
-            "http": {
-                "method": method.as_str(),
-                "path": path,
-                "protocol": "HTTP/1.1",
-                "sourceIp": header("x-forwarded-for").split(',').next().filter(|s| !s.is_empty()).unwrap_or("127.0.0.1").trim(),
-                "userAgent": header("user-agent"),
-            },
-            "requestId": request_id,
-            "routeKey": "$default",
-            "stage": "$default",
-            "time": now.format("%d/%b/%Y:%H:%M:%S +0000").to_string(),
-            "timeEpoch": now.timestamp_millis(),
-        },
-        "isBase64Encoded": false,
-    });
-    if !cookies.is_empty() {
-        ev["cookies"] = json!(cookies);
-    }
-    if !qmap.is_empty() {
-        ev["queryStringParameters"] = Value::Object(qmap);
-    }
-    if !body.is_empty() {
-        if is_text(header("content-type")) && std::str::from_utf8(body).is_ok() {
-            ev["body"] = json!(String::from_utf8_lossy(body));
-        } else {
-            ev["body"] = json!(base64::engine::general_purpose::STANDARD.encode(body));
-            ev["isBase64Encoded"] = json!(true);
-        }
-    }
-    ev
+    let header = |k: &str| parts.headers.get(k).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let source_ip = header("x-forwarded-for").split(',').next().map(str::trim).filter(|s| !s.is_empty());
+    let req = HttpRequest {
+        method: parts.method.as_str(),
+        raw_path: path,
+        raw_query: parts.uri.query().unwrap_or(""),
+        headers: &parts.headers,
+        body,
+        source_ip: source_ip.unwrap_or("127.0.0.1"),
+        protocol: "HTTP/1.1",
+    };
+    let no_variables = BTreeMap::new();
+    let ctx = EventContext {
+        account_id: "anonymous",
+        api_id: &c.url_id,
+        domain_name: header("host"),
+        domain_prefix: &c.url_id,
+        request_id,
+        route_key: "$default",
+        resource_path: "$default",
+        stage: "$default",
+        path_parameters: &[],
+        stage_variables: &no_variables,
+        authorizer: None,
+        time: chrono::Utc::now(),
+    };
+    nimbus_gateway::payload::event_v2(&req, &ctx)
 }
 
-/// Lambda's interpretation of a function's answer (payload format 2.0): a
-/// `{statusCode, headers, cookies, body, isBase64Encoded}` object is used as is; any
-/// other JSON becomes a 200 `application/json` body.
+/// Lambda's interpretation of a function's answer (payload format 2.0).
 fn http_response(payload: &[u8]) -> Response {
-    let parsed: Option<Value> = serde_json::from_slice(payload).ok();
-    let Some(obj) = parsed.as_ref().and_then(Value::as_object).filter(|o| o.contains_key("statusCode"))
-    else {
-        return (StatusCode::OK, [("content-type", "application/json")], payload.to_vec()).into_response();
+    let Ok(r) = nimbus_gateway::payload::response_v2(payload) else {
+        return plain(StatusCode::BAD_GATEWAY, "Internal Server Error");
     };
-    let status = obj
-        .get("statusCode")
-        .and_then(Value::as_u64)
-        .and_then(|c| StatusCode::from_u16(c as u16).ok())
-        .unwrap_or(StatusCode::OK);
-    let body = match obj.get("body") {
-        Some(Value::String(b)) if obj.get("isBase64Encoded").and_then(Value::as_bool) == Some(true) => {
-            base64::engine::general_purpose::STANDARD.decode(b).unwrap_or_default()
-        }
-        Some(Value::String(b)) => b.clone().into_bytes(),
-        Some(Value::Null) | None => Vec::new(),
-        Some(other) => other.to_string().into_bytes(),
-    };
-    let mut resp = (status, body).into_response();
+    let mut resp = (StatusCode::from_u16(r.status).unwrap_or(StatusCode::OK), r.body).into_response();
     let h = resp.headers_mut();
-    h.insert("content-type", HeaderValue::from_static("application/json"));
-    if let Some(headers) = obj.get("headers").and_then(Value::as_object) {
-        for (k, v) in headers {
-            let v = match v {
-                Value::String(s) => s.clone(),
-                other => other.to_string(),
-            };
-            if let (Ok(k), Ok(v)) = (HeaderName::from_bytes(k.as_bytes()), HeaderValue::from_str(&v)) {
-                h.insert(k, v);
-            }
-        }
-    }
-    if let Some(cookies) = obj.get("cookies").and_then(Value::as_array) {
-        for c in cookies.iter().filter_map(Value::as_str) {
-            if let Ok(v) = HeaderValue::from_str(c) {
-                h.append("set-cookie", v);
-            }
+    for (k, v) in r.headers {
+        if let (Ok(k), Ok(v)) = (HeaderName::from_bytes(k.as_bytes()), HeaderValue::from_str(&v)) {
+            h.append(k, v);
         }
     }
     resp
@@ -373,28 +284,29 @@ async fn serve(s: AppState, url_id: String, path: String, req: Request) -> Respo
     let Some(c) = s.functions.url_config_by_id(&url_id) else {
         return plain(StatusCode::NOT_FOUND, "Not Found");
     };
-    let origin = req.headers().get("origin").and_then(|v| v.to_str().ok()).map(str::to_string);
-    let cors = c.cors.clone().unwrap_or_default();
-    let allowed_origin = origin.as_deref().and_then(|o| cors.allowed_origin(o));
+    // Scoped: a borrow of the request (not `Sync`) must not live across an await.
+    let (origin, preflight) = {
+        let header = |k: &str| req.headers().get(k).and_then(|v| v.to_str().ok());
+        let origin = header("origin").map(str::to_string);
+        let preflight = c
+            .cors
+            .as_ref()
+            .filter(|_| cors::is_preflight(req.method().as_str(), header("access-control-request-method")))
+            .map(|cors| {
+                cors::preflight(
+                    cors,
+                    origin.as_deref(),
+                    header("access-control-request-method"),
+                    header("access-control-request-headers"),
+                )
+            });
+        (origin, preflight)
+    };
     // CORS preflight is answered by the URL itself, without invoking the function.
-    if req.method() == Method::OPTIONS
-        && req.headers().contains_key("access-control-request-method")
-        && c.cors.is_some()
-    {
+    if let Some(headers) = preflight {
         let mut resp = StatusCode::OK.into_response();
-        let h = resp.headers_mut();
-        if let Some(o) = &allowed_origin {
-            set(h, "access-control-allow-origin", o);
-            set(h, "access-control-allow-methods", &cors.allow_methods.join(","));
-            if !cors.allow_headers.is_empty() {
-                set(h, "access-control-allow-headers", &cors.allow_headers.join(","));
-            }
-            if let Some(age) = cors.max_age {
-                set(h, "access-control-max-age", &age.to_string());
-            }
-            if cors.allow_credentials == Some(true) {
-                set(h, "access-control-allow-credentials", "true");
-            }
+        for (k, v) in headers {
+            set(resp.headers_mut(), k, &v);
         }
         return resp;
     }
@@ -409,8 +321,7 @@ async fn serve(s: AppState, url_id: String, path: String, req: Request) -> Respo
         return plain(StatusCode::PAYLOAD_TOO_LARGE, "Request Entity Too Large");
     };
     let request_id = uuid::Uuid::new_v4().to_string();
-    let ev =
-        event(&c, &path, &parts.method, &parts.headers, parts.uri.query().unwrap_or(""), &body, &request_id);
+    let ev = event(&c, &path, &parts, &body, &request_id);
     let result = s
         .functions
         .invoke(InvokeRequest {
@@ -434,13 +345,9 @@ async fn serve(s: AppState, url_id: String, path: String, req: Request) -> Respo
     };
     let h = resp.headers_mut();
     set(h, "x-amzn-requestid", &request_id);
-    if let Some(o) = &allowed_origin {
-        set(h, "access-control-allow-origin", o);
-        if !cors.expose_headers.is_empty() {
-            set(h, "access-control-expose-headers", &cors.expose_headers.join(","));
-        }
-        if cors.allow_credentials == Some(true) {
-            set(h, "access-control-allow-credentials", "true");
+    if let Some(cors) = &c.cors {
+        for (k, v) in cors::response_headers(cors, origin.as_deref()) {
+            set(h, k, &v);
         }
     }
     resp

@@ -3,6 +3,8 @@
 //! typed engine calls. The only crate that knows what AWS requests look like.
 #![forbid(unsafe_code)]
 
+mod apigateway_data;
+mod apigatewayv2;
 mod auth;
 mod error;
 mod events;
@@ -20,6 +22,7 @@ use axum::Router;
 use axum::extract::State;
 use axum::response::IntoResponse;
 use nimbus_functions::FunctionsEngine;
+use nimbus_gateway::GatewayEngine;
 use nimbus_store::LogStore;
 use std::sync::Arc;
 
@@ -27,6 +30,7 @@ use std::sync::Arc;
 #[derive(Clone)]
 pub struct AppState {
     pub functions: Arc<FunctionsEngine>,
+    pub gateway: Arc<GatewayEngine>,
     pub logs: Arc<LogStore>,
     pub eventbridge: Arc<nimbus_eventbridge::EventBridgeEngine>,
     pub auth: Arc<AuthConfig>,
@@ -46,6 +50,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/_nimbus/health", axum::routing::get(health))
         .merge(lambda::routes())
+        .merge(apigatewayv2::routes())
         .route(
             "/2021-10-31/functions/{name}/url",
             axum::routing::get(function_urls::get)
@@ -61,6 +66,8 @@ pub fn router(state: AppState) -> Router {
         .layer(axum::middleware::from_fn_with_state(state.clone(), auth::authenticate))
         // Function URL requests are not AWS API calls: they bypass SigV4 handling.
         .layer(axum::middleware::from_fn_with_state(state.clone(), function_urls::intercept))
+        // So are API Gateway invocations (`{apiId}.execute-api.…` or `/_aws/execute-api/…`).
+        .layer(axum::middleware::from_fn_with_state(state.clone(), apigateway_data::intercept))
         // Bodies are bounded per operation inside the handlers (6 MB invoke, 50 MB zip
         // as base64 JSON), so AWS's own error can be returned rather than axum's.
         .layer(axum::extract::DefaultBodyLimit::max(80 * 1024 * 1024))

@@ -151,7 +151,8 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
     let endpoint_url = format!("http://{addr}");
 
     let db = data_dir.join("state.db");
-    let store = Arc::new(SqliteStore::open(&db)?);
+    let store: Arc<dyn nimbus_store::Store> = Arc::new(SqliteStore::open(&db)?);
+    let gateway = nimbus_gateway::GatewayEngine::open(store.clone())?;
     let logs = Arc::new(LogStore::open(&db)?);
     let blobs = BlobStore::open(&data_dir.join("blobs"))?;
     let python = interpreter("python3", "NIMBUS_PYTHON", &["-c", "import sys; print(sys.executable)"]);
@@ -192,6 +193,7 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
     tokio::spawn(eventbridge.clone().run_scheduler());
     let app = nimbus_api::router(AppState {
         functions: functions.clone(),
+        gateway: gateway.clone(),
         logs,
         eventbridge,
         auth: Arc::new(AuthConfig { mode, keys, function_secret }),
@@ -199,10 +201,11 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
         endpoint_url: endpoint_url.clone(),
     });
     tracing::info!(
-        "sandbox backend: {} ({why}; {}); {} functions loaded from {}",
+        "sandbox backend: {} ({why}; {}); {} functions and {} HTTP APIs loaded from {}",
         sandbox.name(),
         sandbox.fingerprint(),
         functions.function_count(),
+        gateway.api_count(),
         data_dir.display()
     );
     // Which backend and why, then the ready line tools wait for.
