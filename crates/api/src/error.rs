@@ -21,6 +21,10 @@ pub struct ApiError {
     pub message: String,
     /// Extra members of the error shape (e.g. `Reason`).
     pub fields: Vec<(&'static str, Value)>,
+    /// For `awsQueryCompatible` services (SQS): the error's code in the old query
+    /// protocol, sent as `x-amzn-query-error: <code>;Sender|Receiver`. botocore maps its
+    /// modelled exceptions through it.
+    pub query_code: Option<&'static str>,
 }
 
 impl ApiError {
@@ -30,7 +34,17 @@ impl ApiError {
             code,
             message: message.into(),
             fields: Vec::new(),
+            query_code: None,
         }
+    }
+    /// Marks the error with its query-protocol code (see `query_code`).
+    pub fn with_query_code(mut self, code: &'static str) -> ApiError {
+        self.query_code = Some(code);
+        self
+    }
+    /// The code a batch result's `Failed` entry carries: the query code where there is one.
+    pub fn batch_code(&self) -> &'static str {
+        self.query_code.unwrap_or(self.code)
     }
     pub fn with(mut self, key: &'static str, value: impl Into<Value>) -> ApiError {
         self.fields.push((key, value.into()));
@@ -72,6 +86,7 @@ impl ApiError {
     }
 
     pub fn render(self, protocol: Protocol) -> Response {
+        let query_code = self.query_code;
         let mut body = Map::new();
         match protocol {
             Protocol::RestJson => {
@@ -94,6 +109,12 @@ impl ApiError {
         let mut resp =
             (self.status, [("content-type", content_type)], Value::Object(body).to_string()).into_response();
         resp.headers_mut().insert("x-amzn-errortype", HeaderValue::from_static(self.code));
+        if let Some(q) = query_code {
+            let fault = if self.status.is_server_error() { "Receiver" } else { "Sender" };
+            if let Ok(v) = HeaderValue::from_str(&format!("{q};{fault}")) {
+                resp.headers_mut().insert("x-amzn-query-error", v);
+            }
+        }
         resp
     }
 }
@@ -134,5 +155,42 @@ impl From<nimbus_store::StoreError> for ApiError {
     fn from(e: nimbus_store::StoreError) -> ApiError {
         tracing::error!("store error: {e}");
         ApiError::new(500, "ServiceUnavailableException", e.to_string())
+    }
+}
+
+impl From<nimbus_queues::Error> for ApiError {
+    fn from(e: nimbus_queues::Error) -> ApiError {
+        use nimbus_queues::Error as Q;
+        // (JSON `__type` = the modelled shape name, query-protocol code)
+        let (code, query) = match &e {
+            Q::QueueDoesNotExist => ("QueueDoesNotExist", "AWS.SimpleQueueService.NonExistentQueue"),
+            Q::QueueNameExists(_) => ("QueueNameExists", "QueueAlreadyExists"),
+            Q::InvalidAttributeName(_) => ("InvalidAttributeName", "InvalidAttributeName"),
+            Q::InvalidAttributeValue(_) => ("InvalidAttributeValue", "InvalidAttributeValue"),
+            Q::InvalidParameterValue(_) => ("InvalidParameterValueException", "InvalidParameterValue"),
+            Q::MissingParameter(_) => ("MissingParameter", "MissingParameter"),
+            Q::InvalidMessageContents(_) => ("InvalidMessageContents", "InvalidMessageContents"),
+            Q::ReceiptHandleIsInvalid(_) => ("ReceiptHandleIsInvalid", "ReceiptHandleIsInvalid"),
+            Q::MessageNotInflight(_) => ("MessageNotInflight", "AWS.SimpleQueueService.MessageNotInflight"),
+            Q::UnsupportedOperation(_) => {
+                ("UnsupportedOperation", "AWS.SimpleQueueService.UnsupportedOperation")
+            }
+            Q::EmptyBatchRequest => ("EmptyBatchRequest", "AWS.SimpleQueueService.EmptyBatchRequest"),
+            Q::TooManyEntriesInBatchRequest(_) => {
+                ("TooManyEntriesInBatchRequest", "AWS.SimpleQueueService.TooManyEntriesInBatchRequest")
+            }
+            Q::BatchEntryIdsNotDistinct(_) => {
+                ("BatchEntryIdsNotDistinct", "AWS.SimpleQueueService.BatchEntryIdsNotDistinct")
+            }
+            Q::InvalidBatchEntryId => ("InvalidBatchEntryId", "AWS.SimpleQueueService.InvalidBatchEntryId"),
+            Q::BatchRequestTooLong(_) => {
+                ("BatchRequestTooLong", "AWS.SimpleQueueService.BatchRequestTooLong")
+            }
+            Q::Store(_) | Q::Internal(_) => {
+                tracing::error!("queues: {e}");
+                return ApiError::new(500, "InternalFailure", e.to_string()).with_query_code("InternalError");
+            }
+        };
+        ApiError::new(400, code, e.to_string()).with_query_code(query)
     }
 }

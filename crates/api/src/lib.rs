@@ -11,6 +11,7 @@ mod json_rpc;
 mod lambda;
 mod logs;
 pub mod sigv4;
+mod sqs;
 
 pub use auth::{AuthConfig, AuthMode, RequestContext};
 pub use error::{ApiError, Protocol};
@@ -20,6 +21,7 @@ use axum::Router;
 use axum::extract::State;
 use axum::response::IntoResponse;
 use nimbus_functions::FunctionsEngine;
+use nimbus_queues::QueuesEngine;
 use nimbus_store::LogStore;
 use std::sync::Arc;
 
@@ -28,6 +30,7 @@ use std::sync::Arc;
 pub struct AppState {
     pub functions: Arc<FunctionsEngine>,
     pub logs: Arc<LogStore>,
+    pub queues: Arc<QueuesEngine>,
     pub auth: Arc<AuthConfig>,
     pub version: &'static str,
     /// Base URL clients reach this server at (for `Code.Location` links).
@@ -37,8 +40,11 @@ pub struct AppState {
 /// The single listener's router: health, REST-JSON services by path, and every
 /// JSON-1.x service through one dispatcher.
 pub fn router(state: AppState) -> Router {
-    let services: Vec<Arc<dyn JsonService>> =
-        vec![Arc::new(logs::LogsService { logs: state.logs.clone() }), Arc::new(events::EventsService)];
+    let services: Vec<Arc<dyn JsonService>> = vec![
+        Arc::new(logs::LogsService { logs: state.logs.clone() }),
+        Arc::new(events::EventsService),
+        Arc::new(sqs::SqsService { queues: state.queues.clone(), endpoint_url: state.endpoint_url.clone() }),
+    ];
     let dispatcher = Arc::new(json_rpc::Dispatcher::new(services));
     Router::new()
         .route("/_nimbus/health", axum::routing::get(health))

@@ -146,6 +146,7 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
     let store = Arc::new(SqliteStore::open(&db)?);
     let logs = Arc::new(LogStore::open(&db)?);
     let blobs = BlobStore::open(&data_dir.join("blobs"))?;
+    let queues = nimbus_queues::QueuesEngine::open(store.clone())?;
     let python = interpreter("python3", "NIMBUS_PYTHON", &["-c", "import sys; print(sys.executable)"]);
     let python_sdk: Arc<std::sync::OnceLock<PathBuf>> = Arc::default();
     let function_secret = uuid::Uuid::new_v4().simple().to_string();
@@ -179,6 +180,7 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
     let app = nimbus_api::router(AppState {
         functions: functions.clone(),
         logs,
+        queues: queues.clone(),
         auth: Arc::new(AuthConfig { mode, keys, function_secret }),
         version: env!("CARGO_PKG_VERSION"),
         endpoint_url: endpoint_url.clone(),
