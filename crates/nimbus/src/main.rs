@@ -12,6 +12,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+mod wiring;
+
 /// mimalloc: the request paths allocate many small, short-lived buffers; glibc malloc
 /// was ~20% of a GetFunction's CPU.
 #[global_allocator]
@@ -169,6 +171,7 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
         logs.clone(),
         sandbox.clone(),
     )?;
+    functions.set_destination_sink(Arc::new(wiring::QueueSink(queues.clone())));
     let keys = parse_keys(&args.access_keys)?;
     let mode = match args.auth {
         AuthArg::Dev => AuthMode::Dev,
