@@ -194,3 +194,20 @@ impl From<nimbus_queues::Error> for ApiError {
         ApiError::new(400, code, e.to_string()).with_query_code(query)
     }
 }
+
+impl From<nimbus_triggers::Error> for ApiError {
+    fn from(e: nimbus_triggers::Error) -> ApiError {
+        use nimbus_triggers::Error as T;
+        match e {
+            T::NotFound(m) => ApiError::not_found(m),
+            T::InvalidParameter(m) => ApiError::invalid_parameter(m),
+            T::Conflict(m) => ApiError::new(409, "ResourceConflictException", m),
+            T::Functions(f) => f.into(),
+            T::Store(s) => s.into(),
+            T::Internal(m) => {
+                tracing::error!("triggers: {m}");
+                ApiError::new(500, "ServiceException", m)
+            }
+        }
+    }
+}

@@ -5,6 +5,7 @@
 
 mod auth;
 mod error;
+mod event_source_mappings;
 mod events;
 mod function_urls;
 mod json_rpc;
@@ -23,6 +24,7 @@ use axum::response::IntoResponse;
 use nimbus_functions::FunctionsEngine;
 use nimbus_queues::QueuesEngine;
 use nimbus_store::LogStore;
+use nimbus_triggers::Triggers;
 use std::sync::Arc;
 
 /// Everything the HTTP layer needs.
@@ -31,6 +33,7 @@ pub struct AppState {
     pub functions: Arc<FunctionsEngine>,
     pub logs: Arc<LogStore>,
     pub queues: Arc<QueuesEngine>,
+    pub triggers: Arc<Triggers>,
     pub auth: Arc<AuthConfig>,
     pub version: &'static str,
     /// Base URL clients reach this server at (for `Code.Location` links).
@@ -49,6 +52,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/_nimbus/health", axum::routing::get(health))
         .merge(lambda::routes())
+        .merge(event_source_mappings::routes())
         .route(
             "/2021-10-31/functions/{name}/url",
             axum::routing::get(function_urls::get)

@@ -166,12 +166,13 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
             node: interpreter("node", "NIMBUS_NODE", &["-e", "console.log(process.execPath)"]),
             async_retry_delay: Duration::from_secs_f64(args.async_retry_delay.max(0.0)),
         },
-        store,
+        store.clone(),
         blobs,
         logs.clone(),
         sandbox.clone(),
     )?;
     functions.set_destination_sink(Arc::new(wiring::QueueSink(queues.clone())));
+    let triggers = nimbus_triggers::Triggers::open(store.clone(), functions.clone(), queues.clone())?;
     let keys = parse_keys(&args.access_keys)?;
     let mode = match args.auth {
         AuthArg::Dev => AuthMode::Dev,
@@ -184,6 +185,7 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
         functions: functions.clone(),
         logs,
         queues: queues.clone(),
+        triggers,
         auth: Arc::new(AuthConfig { mode, keys, function_secret }),
         version: env!("CARGO_PKG_VERSION"),
         endpoint_url: endpoint_url.clone(),
