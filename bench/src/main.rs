@@ -8,11 +8,17 @@
 //!    client-observed and the REPORT line's Init Duration (target provided ≤ 5 ms);
 //! 3. warm_invoke — sequential latency (p50 ≤ 200 µs) and 64-client throughput
 //!    (≥ 10,000 invokes/s) of the provided no-op function;
-//! 4. control_api — `wrk` against GetFunction and Logs DescribeLogGroups (≥ 40,000 req/s).
+//! 4. control_api — `wrk` against GetFunction and Logs DescribeLogGroups (≥ 40,000 req/s);
+//! 5. async — Event invokes end to end through the durable queue (destination records in SQS);
+//! 6. scaleout — 1,000 concurrent invokes, time until all environments serve (≤ 2 s);
+//! 7. alias — weighted-alias routing overhead vs unqualified invokes.
+//!
+//! Scenarios 5–7 are not in the default set: `--only async,scaleout,alias`.
 //!
 //! The report is pretty JSON on stdout and in bench/results/latest.json; progress goes to
 //! stderr. Every figure carries its unit, and figures with a target say whether it was met.
 mod http;
+mod issue4;
 mod lambda;
 mod scenarios;
 mod server;
@@ -39,9 +45,12 @@ struct Args {
     /// Use the in-process load generator for the control API instead of wrk.
     #[arg(long)]
     no_wrk: bool,
-    /// Only these scenarios (comma-separated: start,cold,warm,control).
+    /// Only these scenarios (comma-separated: start,cold,warm,control,async,scaleout,alias).
     #[arg(long, value_delimiter = ',', default_value = "start,cold,warm,control")]
     only: Vec<String>,
+    /// Concurrent invokes in the scale-out scenario.
+    #[arg(long, default_value_t = 1000)]
+    scaleout_invokes: usize,
     /// Where to write the JSON report (besides stdout).
     #[arg(long, default_value_os_t = server::workspace_root().join("bench/results/latest.json"))]
     out: PathBuf,
@@ -120,6 +129,34 @@ async fn run(args: &Args, nimbus: &Path, rust_echo: &Path, results_dir: &Path) -
             scenarios.insert("shared_server".into(), json!({ "error": format!("{e:#}") }));
         }
         server_info = log_summary(&server_log);
+    }
+
+    if args.wants("async") || args.wants("scaleout") || args.wants("alias") {
+        let provided = lambda::provided(rust_echo)?;
+        if args.wants("async") {
+            let n = if args.quick { 500 } else { 2000 };
+            eprintln!("bench: 5/7 async events ({n})");
+            let res = issue4::async_events(nimbus, &provided, results_dir, n).await;
+            scenarios.insert("async_events".into(), section(res));
+        }
+        if args.wants("scaleout") {
+            let n = args.scaleout_invokes;
+            eprintln!("bench: 6/7 scale-out ({n} concurrent invokes)");
+            let res = issue4::scale_out(&mut r, nimbus, &provided, results_dir, n).await;
+            scenarios.insert("scale_out".into(), section(res));
+        }
+        if args.wants("alias") {
+            eprintln!("bench: 7/7 alias-weighted routing");
+            let res = issue4::alias_routing(
+                nimbus,
+                &provided,
+                results_dir,
+                sizes.warm_sequential,
+                sizes.concurrent_duration,
+            )
+            .await;
+            scenarios.insert("alias_routing".into(), section(res));
+        }
     }
 
     Ok(json!({
