@@ -178,3 +178,23 @@ def test_mapping_survives_kill_9(nimbus, tmp_path):
     wait_until(lambda: [r["body"] for r in _processed(out).values()] == ["after restart"], 30,
                what="the restored mapping to process the message")
     assert s.lam.get_event_source_mapping(UUID=uuid)["State"] == "Enabled"
+
+
+def test_filter_criteria_process_matching_messages_and_delete_the_rest(server, tmp_path):
+    lam, sqs = server.lam, server.client("sqs")
+    name, out, url, arn = _setup(server, tmp_path)
+    with pytest.raises(lam.exceptions.InvalidParameterValueException, match="filter pattern"):
+        lam.create_event_source_mapping(EventSourceArn=arn, FunctionName=name,
+                                        FilterCriteria={"Filters": [{"Pattern": "not json"}]})
+    pattern = json.dumps({"body": {"kind": ["order"]}})
+    uuid = lam.create_event_source_mapping(EventSourceArn=arn, FunctionName=name,
+                                           FilterCriteria={"Filters": [{"Pattern": pattern}]})["UUID"]
+    assert lam.get_event_source_mapping(UUID=uuid)["FilterCriteria"] == {"Filters": [{"Pattern": pattern}]}
+    sqs.send_message_batch(QueueUrl=url, Entries=[
+        {"Id": "a", "MessageBody": json.dumps({"kind": "refund"})},
+        {"Id": "b", "MessageBody": "not json at all"},
+        {"Id": "c", "MessageBody": json.dumps({"kind": "order", "n": 1})}])
+    wait_until(lambda: _queue_empty(sqs, url), 20, what="every message consumed or filtered out")
+    wait_until(lambda: list(out.iterdir()), 10, what="the matching message to be processed")
+    assert [json.loads(r["body"]) for r in _processed(out).values()] == [{"kind": "order", "n": 1}]
+    lam.delete_event_source_mapping(UUID=uuid)

@@ -59,19 +59,28 @@ struct MappingInput {
 }
 
 impl MappingInput {
+    /// `FilterCriteria.Filters[].Pattern`; `None` when FilterCriteria is absent.
+    fn filters(&self) -> Result<Option<Vec<String>>, ApiError> {
+        let Some(fc) = &self.filter_criteria else { return Ok(None) };
+        let filters = match fc.get("Filters") {
+            None | Some(Value::Null) => return Ok(Some(Vec::new())),
+            Some(Value::Array(a)) => a,
+            Some(_) => return Err(ApiError::invalid_parameter("FilterCriteria.Filters must be a list.")),
+        };
+        filters
+            .iter()
+            .map(|f| {
+                f.get("Pattern")
+                    .and_then(Value::as_str)
+                    .map(str::to_string)
+                    .ok_or_else(|| ApiError::invalid_parameter("Each filter needs a Pattern string."))
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map(Some)
+    }
+
     /// Members Lambda accepts for other event sources, or that Nimbus cannot honour yet.
     fn refuse_unsupported(&self) -> Result<(), ApiError> {
-        let has_filters = self
-            .filter_criteria
-            .as_ref()
-            .and_then(|f| f.get("Filters"))
-            .and_then(Value::as_array)
-            .is_some_and(|a| !a.is_empty());
-        if has_filters {
-            return Err(ApiError::invalid_parameter(
-                "FilterCriteria are not supported by Nimbus yet: filter in the function instead.",
-            ));
-        }
         if self.starting_position.is_some() {
             return Err(ApiError::invalid_parameter(
                 "StartingPosition is not valid for an SQS event source.",
@@ -120,6 +129,10 @@ fn mapping_out(m: &EventSourceMapping, state: &str, last_result: &str) -> Value 
     if let Some(c) = m.maximum_concurrency {
         v["ScalingConfig"] = json!({"MaximumConcurrency": c});
     }
+    if !m.filters.is_empty() {
+        let filters: Vec<Value> = m.filters.iter().map(|p| json!({"Pattern": p})).collect();
+        v["FilterCriteria"] = json!({"Filters": filters});
+    }
     v
 }
 
@@ -134,6 +147,7 @@ async fn create(
 ) -> EsmResult {
     let input = parse_input(&body)?;
     input.refuse_unsupported()?;
+    let filters = input.filters()?.unwrap_or_default();
     let event_source_arn = input.event_source_arn.ok_or_else(|| {
         ApiError::invalid_parameter("EventSourceArn is required for an SQS event source mapping.")
     })?;
@@ -149,6 +163,7 @@ async fn create(
             maximum_batching_window_secs: input.maximum_batching_window_in_seconds,
             function_response_types: input.function_response_types.unwrap_or_default(),
             maximum_concurrency: input.scaling_config.and_then(|c| c.maximum_concurrency),
+            filters,
         },
     )?;
     // The poller starts at once; Lambda still reports the transition state first.
@@ -172,6 +187,7 @@ async fn update(
 ) -> EsmResult {
     let input = parse_input(&body)?;
     input.refuse_unsupported()?;
+    let filters = input.filters()?;
     let before = s.triggers.get(&ctx.scope, &uuid)?.0.enabled;
     let (m, result) = s.triggers.update(
         &ctx.scope,
@@ -183,6 +199,7 @@ async fn update(
             maximum_batching_window_secs: input.maximum_batching_window_in_seconds,
             function_response_types: input.function_response_types,
             maximum_concurrency: input.scaling_config.and_then(|c| c.maximum_concurrency),
+            filters,
         },
     )?;
     let state = match (before, m.enabled) {

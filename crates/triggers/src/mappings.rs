@@ -36,6 +36,10 @@ pub struct EventSourceMapping {
     pub maximum_concurrency: Option<u32>,
     pub enabled: bool,
     pub last_modified_ms: i64,
+    /// `FilterCriteria.Filters[].Pattern`: EventBridge patterns; a message is processed if
+    /// any matches (all when empty), and deleted unprocessed otherwise.
+    #[serde(default)]
+    pub filters: Vec<String>,
 }
 
 impl EventSourceMapping {
@@ -59,6 +63,7 @@ pub struct CreateMapping {
     pub maximum_batching_window_secs: Option<u32>,
     pub function_response_types: Vec<String>,
     pub maximum_concurrency: Option<u32>,
+    pub filters: Vec<String>,
 }
 
 /// UpdateEventSourceMapping: only the fields given change.
@@ -70,6 +75,8 @@ pub struct UpdateMapping {
     pub maximum_batching_window_secs: Option<u32>,
     pub function_response_types: Option<Vec<String>>,
     pub maximum_concurrency: Option<u32>,
+    /// `Some(vec![])` removes the filters.
+    pub filters: Option<Vec<String>>,
 }
 
 /// One page of ListEventSourceMappings.
@@ -127,6 +134,20 @@ fn response_types(types: &[String]) -> Result<bool, Error> {
         }
     }
     Ok(report)
+}
+
+/// Lambda's default quota: 5 filters per event source mapping.
+const MAX_FILTERS: usize = 5;
+
+fn check_filters(filters: &[String]) -> Result<(), Error> {
+    if filters.len() > MAX_FILTERS {
+        return Err(invalid(format!("FilterCriteria may contain at most {MAX_FILTERS} filters.")));
+    }
+    for f in filters {
+        nimbus_events::Pattern::parse(f)
+            .map_err(|e| invalid(format!("Invalid filter pattern definition. {e}")))?;
+    }
+    Ok(())
 }
 
 fn check_concurrency(c: Option<u32>) -> Result<(), Error> {
@@ -241,6 +262,7 @@ impl Triggers {
         let window = req.maximum_batching_window_secs.unwrap_or(0);
         check_batching(batch_size, window)?;
         check_concurrency(req.maximum_concurrency)?;
+        check_filters(&req.filters)?;
         let report = response_types(&req.function_response_types)?;
         let _w = self.writes.lock();
         if let Some(existing) = self.mappings.read().values().find(|e| {
@@ -263,6 +285,7 @@ impl Triggers {
             maximum_concurrency: req.maximum_concurrency,
             enabled: req.enabled.unwrap_or(true),
             last_modified_ms: chrono::Utc::now().timestamp_millis(),
+            filters: req.filters,
         };
         self.persist(&m)?;
         self.mappings.write().insert(m.uuid.clone(), Entry { config: m.clone(), poller: None });
@@ -306,6 +329,10 @@ impl Triggers {
         }
         if req.maximum_concurrency.is_some() {
             m.maximum_concurrency = req.maximum_concurrency;
+        }
+        if let Some(filters) = req.filters {
+            check_filters(&filters)?;
+            m.filters = filters;
         }
         if let Some(e) = req.enabled {
             m.enabled = e;
@@ -389,6 +416,13 @@ mod tests {
         assert!(check_batching(0, 0).is_err());
         assert!(check_batching(10_001, 5).is_err());
         assert!(check_batching(5, 301).is_err());
+    }
+
+    #[test]
+    fn filters_are_patterns() {
+        assert!(check_filters(&[r#"{"body": {"kind": ["a"]}}"#.into()]).is_ok());
+        assert!(check_filters(&["not json".into()]).is_err());
+        assert!(check_filters(&vec![r#"{"a": ["b"]}"#.to_string(); 6]).is_err());
     }
 
     #[test]

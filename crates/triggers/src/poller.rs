@@ -148,7 +148,43 @@ fn reported_failures(payload: &[u8], msgs: &[ReceivedMessage]) -> Option<HashSet
     Some(failed)
 }
 
+/// Whether a message passes the mapping's filters. Patterns see the event record, with
+/// `body` parsed when it is JSON (as Lambda filters SQS messages).
+fn passes(filters: &[nimbus_events::Pattern], record: &Value) -> bool {
+    if filters.is_empty() {
+        return true;
+    }
+    let mut view = record.clone();
+    if let Some(body) = record.get("body").and_then(Value::as_str)
+        && let Ok(parsed @ Value::Object(_)) = serde_json::from_str::<Value>(body)
+    {
+        view["body"] = parsed;
+    }
+    filters.iter().any(|f| f.matches(&view))
+}
+
 async fn process(t: &Triggers, m: &EventSourceMapping, msgs: Vec<ReceivedMessage>) {
+    let msgs = if m.filters.is_empty() {
+        msgs
+    } else {
+        let filters: Vec<nimbus_events::Pattern> =
+            m.filters.iter().filter_map(|f| nimbus_events::Pattern::parse(f).ok()).collect();
+        let records = sqs_event(&m.event_source_arn, &m.region, &msgs);
+        let mut kept = Vec::new();
+        for (msg, record) in msgs.into_iter().zip(records["Records"].as_array().cloned().unwrap_or_default())
+        {
+            if passes(&filters, &record) {
+                kept.push(msg);
+            } else if let Err(e) = t.queues.delete_message_by_arn(&m.event_source_arn, &msg.receipt_handle) {
+                // Filtered-out messages are deleted, as Lambda does.
+                tracing::warn!("event source mapping {}: could not delete filtered message: {e}", m.uuid);
+            }
+        }
+        if kept.is_empty() {
+            return;
+        }
+        kept
+    };
     let event = sqs_event(&m.event_source_arn, &m.region, &msgs);
     let req = InvokeRequest {
         scope: Scope::new(m.account.clone(), m.region.clone()),
@@ -214,6 +250,17 @@ mod tests {
             aws_trace_header: None,
             dead_letter_queue_source_arn: None,
         }
+    }
+
+    #[test]
+    fn filters_see_the_body_as_json() {
+        let p = |s: &str| vec![nimbus_events::Pattern::parse(s).unwrap()];
+        let rec = serde_json::json!({"body": "{\"kind\": \"order\"}", "attributes": {"SenderId": "1"}});
+        assert!(passes(&p(r#"{"body": {"kind": ["order"]}}"#), &rec));
+        assert!(!passes(&p(r#"{"body": {"kind": ["refund"]}}"#), &rec));
+        assert!(passes(&[], &rec));
+        let plain = serde_json::json!({"body": "hello"});
+        assert!(passes(&p(r#"{"body": ["hello"]}"#), &plain));
     }
 
     #[test]
