@@ -211,3 +211,30 @@ impl From<nimbus_triggers::Error> for ApiError {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_compatible_errors_carry_the_query_code_header() {
+        let resp = ApiError::from(nimbus_queues::Error::QueueDoesNotExist).render(Protocol::Json);
+        assert_eq!(resp.status(), 400);
+        assert_eq!(
+            resp.headers().get("x-amzn-query-error").and_then(|v| v.to_str().ok()),
+            Some("AWS.SimpleQueueService.NonExistentQueue;Sender")
+        );
+        assert_eq!(
+            resp.headers().get("x-amzn-errortype").and_then(|v| v.to_str().ok()),
+            Some("QueueDoesNotExist")
+        );
+        // Other services' errors have no such header.
+        let plain = ApiError::validation("x").render(Protocol::Json);
+        assert!(plain.headers().get("x-amzn-query-error").is_none());
+        let internal = ApiError::from(nimbus_queues::Error::Internal("boom".into())).render(Protocol::Json);
+        assert_eq!(
+            internal.headers().get("x-amzn-query-error").and_then(|v| v.to_str().ok()),
+            Some("InternalError;Receiver")
+        );
+    }
+}

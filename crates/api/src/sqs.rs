@@ -522,6 +522,28 @@ mod tests {
     use super::*;
 
     #[test]
+    fn queue_urls_name_account_and_queue() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = nimbus_store::SqliteStore::open(&dir.path().join("state.db")).unwrap();
+        let svc = SqsService {
+            queues: QueuesEngine::open(Arc::new(store)).unwrap(),
+            endpoint_url: "http://127.0.0.1:4566".into(),
+        };
+        let ctx = RequestContext {
+            scope: nimbus_model::Scope::new("000000000000", "eu-west-1"),
+            access_key: None,
+            request_id: String::new(),
+        };
+        let r = svc.queue_ref(&ctx, "http://127.0.0.1:4566/123456789012/jobs").unwrap();
+        assert_eq!(r, QueueRef::new("123456789012", "eu-west-1", "jobs"));
+        assert_eq!(svc.url(&r), "http://127.0.0.1:4566/123456789012/jobs");
+        let aws = svc.queue_ref(&ctx, "https://sqs.eu-west-1.amazonaws.com/123456789012/jobs").unwrap();
+        assert_eq!(aws, r);
+        assert!(svc.queue_ref(&ctx, "http://127.0.0.1:4566/jobs").is_err());
+        assert!(svc.queue_ref(&ctx, "").is_err());
+    }
+
+    #[test]
     fn attribute_name_patterns() {
         let p = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
         assert!(wanted(&p(&["All"]), "x"));
