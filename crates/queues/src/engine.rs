@@ -533,10 +533,12 @@ impl QueuesEngine {
         Ok(result)
     }
 
-    /// Drops messages older than the queue's retention period.
+    /// Drops messages older than the queue's retention period. Messages are kept in arrival
+    /// order, so only the oldest prefix is looked at (every receive calls this); a message
+    /// a redrive moved here keeps its original timestamp and expires once it is the oldest.
     fn expire(&self, q: &Queue, st: &mut QueueState, now: i64) {
         let cutoff = now - i64::from(st.doc.attributes.message_retention_period) * 1000;
-        let old: Vec<u64> = st.messages.values().filter(|m| m.sent_ms < cutoff).map(|m| m.seq).collect();
+        let old: Vec<u64> = st.messages.values().take_while(|m| m.sent_ms < cutoff).map(|m| m.seq).collect();
         for seq in old {
             if let Err(e) = self.store.delete(MESSAGES, &message_key(&q.id, seq)) {
                 tracing::error!("could not drop an expired message of {}: {e}", q.r.name);
@@ -970,6 +972,35 @@ mod tests {
             e.get_queue_attributes(&src, &["All".into()]).unwrap()["ApproximateNumberOfMessages"],
             "0"
         );
+    }
+
+    #[tokio::test]
+    async fn messages_past_the_retention_period_are_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = q("ret");
+        {
+            let e = engine(dir.path());
+            e.create_queue(&r, &attrs(&[("MessageRetentionPeriod", "60")]), BTreeMap::new()).unwrap();
+            send(&e, &r, "old");
+            send(&e, &r, "new");
+            // Age the first message past the retention period, on disk too.
+            let queue = e.queue(&r).unwrap();
+            let mut st = queue.state.lock();
+            let m = st.messages.values_mut().next().unwrap();
+            m.sent_ms -= 61_000;
+            queue.persist(e.store.as_ref(), m).unwrap();
+        }
+        let e = engine(dir.path());
+        let got = e.receive_message(&r, opts(10, None)).await.unwrap();
+        assert_eq!(got.iter().map(|m| m.body.as_str()).collect::<Vec<_>>(), ["new"]);
+        drop(e);
+        // Dropped from the store as well.
+        let e = engine(dir.path());
+        assert_eq!(
+            e.get_queue_attributes(&r, &["All".into()]).unwrap()["ApproximateNumberOfMessagesNotVisible"],
+            "1"
+        );
+        assert_eq!(e.get_queue_attributes(&r, &["All".into()]).unwrap()["ApproximateNumberOfMessages"], "0");
     }
 
     #[tokio::test]
