@@ -11,12 +11,18 @@
 //! 4. control_api — `wrk` against GetFunction and Logs DescribeLogGroups (≥ 40,000 req/s);
 //! 5. gateway — HTTP API → Lambda added latency p50 vs direct invoke (≤ 50 µs) and HTTP_PROXY
 //!    throughput vs nginx proxying the same nginx backend (≥ 1.0×).
+//! 5. async — Event invokes end to end through the durable queue (destination records in SQS);
+//! 6. scaleout — 1,000 concurrent invokes, time until all environments serve (≤ 2 s);
+//! 7. alias — weighted-alias routing overhead vs unqualified invokes.
+//!
+//! Scenarios 5–7 are not in the default set: `--only async,scaleout,alias`.
 //!
 //! The report is pretty JSON on stdout and in bench/results/latest.json; progress goes to
 //! stderr. Every figure carries its unit, and figures with a target say whether it was met.
 mod eventbridge;
 mod gateway;
 mod http;
+mod issue4;
 mod lambda;
 mod sandbox;
 mod scenarios;
@@ -44,9 +50,17 @@ struct Args {
     /// Use the in-process load generator for the control API instead of wrk.
     #[arg(long)]
     no_wrk: bool,
-    /// Only these scenarios (comma-separated: start,cold,warm,control,gateway,sandbox,eventbridge).
-    #[arg(long, value_delimiter = ',', default_value = "start,cold,warm,control,gateway,sandbox,eventbridge")]
+    /// Only these scenarios (comma-separated: start,cold,warm,control,gateway,sandbox,eventbridge
+    /// — the default set — and async,scaleout,alias).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "start,cold,warm,control,gateway,sandbox,eventbridge"
+    )]
     only: Vec<String>,
+    /// Concurrent invokes in the scale-out scenario.
+    #[arg(long, default_value_t = 1000)]
+    scaleout_invokes: usize,
     /// Where to write the JSON report (besides stdout).
     #[arg(long, default_value_os_t = server::workspace_root().join("bench/results/latest.json"))]
     out: PathBuf,
@@ -153,6 +167,34 @@ async fn run(args: &Args, nimbus: &Path, rust_echo: &Path, results_dir: &Path) -
             eventbridge::put_events(&mut r, nimbus, &provided, &sizes, results_dir).await
         };
         scenarios.insert("eventbridge".into(), section(res.await));
+    }
+
+    if args.wants("async") || args.wants("scaleout") || args.wants("alias") {
+        let provided = lambda::provided(rust_echo)?;
+        if args.wants("async") {
+            let n = if args.quick { 500 } else { 2000 };
+            eprintln!("bench: 5/7 async events ({n})");
+            let res = issue4::async_events(nimbus, &provided, results_dir, n).await;
+            scenarios.insert("async_events".into(), section(res));
+        }
+        if args.wants("scaleout") {
+            let n = args.scaleout_invokes;
+            eprintln!("bench: 6/7 scale-out ({n} concurrent invokes)");
+            let res = issue4::scale_out(&mut r, nimbus, &provided, results_dir, n).await;
+            scenarios.insert("scale_out".into(), section(res));
+        }
+        if args.wants("alias") {
+            eprintln!("bench: 7/7 alias-weighted routing");
+            let res = issue4::alias_routing(
+                nimbus,
+                &provided,
+                results_dir,
+                sizes.warm_sequential,
+                sizes.concurrent_duration,
+            )
+            .await;
+            scenarios.insert("alias_routing".into(), section(res));
+        }
     }
 
     Ok(json!({

@@ -139,3 +139,28 @@ def test_rate_schedule_fires_its_target(server):
     assert 55 <= fired - t0 <= 75, fired - t0
     ev.remove_targets(Rule=rule, Ids=["fn"])
     ev.delete_rule(Name=rule)
+
+
+def test_sqs_targets_and_dead_letter_queues(server):
+    """An SQS queue as a target gets the event; a target that keeps failing (a function that
+    does not exist) is retried per its RetryPolicy, then the event goes to its DLQ."""
+    ev, sqs = server.client("events"), server.client("sqs")
+    target_q = sqs.create_queue(QueueName=unique_name("evq"))["QueueUrl"]
+    dlq = sqs.create_queue(QueueName=unique_name("evdlq"))["QueueUrl"]
+    arn = lambda url: sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    rule = unique_name("to-sqs")
+    source = unique_name("sqs-src")
+    ev.put_rule(Name=rule, EventPattern=json.dumps({"source": [source]}))
+    missing_fn = f"arn:aws:lambda:us-east-1:{ACCOUNT}:function:{unique_name('nope')}"
+    ev.put_targets(Rule=rule, Targets=[
+        {"Id": "q", "Arn": arn(target_q), "InputPath": "$.detail"},
+        {"Id": "gone", "Arn": missing_fn, "RetryPolicy": {"MaximumRetryAttempts": 1},
+         "DeadLetterConfig": {"Arn": arn(dlq)}},
+    ])
+    ev.put_events(Entries=[{"Source": source, "DetailType": "d", "Detail": json.dumps({"k": "v"})}])
+    msgs = wait_until(lambda: sqs.receive_message(QueueUrl=target_q, WaitTimeSeconds=1).get("Messages"), 15,
+                      what="the event in the target queue")
+    assert json.loads(msgs[0]["Body"]) == {"k": "v"}
+    dead = wait_until(lambda: sqs.receive_message(QueueUrl=dlq, WaitTimeSeconds=1).get("Messages"), 20,
+                      what="the undeliverable event in the DLQ")
+    assert json.loads(dead[0]["Body"])["source"] == source

@@ -21,6 +21,10 @@ pub struct ApiError {
     pub message: String,
     /// Extra members of the error shape (e.g. `Reason`).
     pub fields: Vec<(&'static str, Value)>,
+    /// For `awsQueryCompatible` services (SQS): the error's code in the old query
+    /// protocol, sent as `x-amzn-query-error: <code>;Sender|Receiver`. botocore maps its
+    /// modelled exceptions through it.
+    pub query_code: Option<&'static str>,
 }
 
 impl ApiError {
@@ -30,7 +34,17 @@ impl ApiError {
             code,
             message: message.into(),
             fields: Vec::new(),
+            query_code: None,
         }
+    }
+    /// Marks the error with its query-protocol code (see `query_code`).
+    pub fn with_query_code(mut self, code: &'static str) -> ApiError {
+        self.query_code = Some(code);
+        self
+    }
+    /// The code a batch result's `Failed` entry carries: the query code where there is one.
+    pub fn batch_code(&self) -> &'static str {
+        self.query_code.unwrap_or(self.code)
     }
     pub fn with(mut self, key: &'static str, value: impl Into<Value>) -> ApiError {
         self.fields.push((key, value.into()));
@@ -67,15 +81,12 @@ impl ApiError {
             "ProvisionedConcurrencyConfigNotFoundException",
             "SerializedRequestEntityTooLargeException",
             "ValidationException",
-            // API Gateway v2 models name the member `message` throughout.
-            "NotFoundException",
-            "BadRequestException",
-            "ConflictException",
         ];
         if LOWER.contains(&self.code) { "message" } else { "Message" }
     }
 
     pub fn render(self, protocol: Protocol) -> Response {
+        let query_code = self.query_code;
         let mut body = Map::new();
         match protocol {
             Protocol::RestJson => {
@@ -98,6 +109,12 @@ impl ApiError {
         let mut resp =
             (self.status, [("content-type", content_type)], Value::Object(body).to_string()).into_response();
         resp.headers_mut().insert("x-amzn-errortype", HeaderValue::from_static(self.code));
+        if let Some(q) = query_code {
+            let fault = if self.status.is_server_error() { "Receiver" } else { "Sender" };
+            if let Ok(v) = HeaderValue::from_str(&format!("{q};{fault}")) {
+                resp.headers_mut().insert("x-amzn-query-error", v);
+            }
+        }
         resp
     }
 }
@@ -141,6 +158,60 @@ impl From<nimbus_store::StoreError> for ApiError {
     }
 }
 
+impl From<nimbus_queues::Error> for ApiError {
+    fn from(e: nimbus_queues::Error) -> ApiError {
+        use nimbus_queues::Error as Q;
+        // (JSON `__type` = the modelled shape name, query-protocol code)
+        let (code, query) = match &e {
+            Q::QueueDoesNotExist => ("QueueDoesNotExist", "AWS.SimpleQueueService.NonExistentQueue"),
+            Q::QueueNameExists(_) => ("QueueNameExists", "QueueAlreadyExists"),
+            Q::InvalidAttributeName(_) => ("InvalidAttributeName", "InvalidAttributeName"),
+            Q::InvalidAttributeValue(_) => ("InvalidAttributeValue", "InvalidAttributeValue"),
+            Q::InvalidParameterValue(_) => ("InvalidParameterValueException", "InvalidParameterValue"),
+            Q::MissingParameter(_) => ("MissingParameter", "MissingParameter"),
+            Q::InvalidMessageContents(_) => ("InvalidMessageContents", "InvalidMessageContents"),
+            Q::ReceiptHandleIsInvalid(_) => ("ReceiptHandleIsInvalid", "ReceiptHandleIsInvalid"),
+            Q::MessageNotInflight(_) => ("MessageNotInflight", "AWS.SimpleQueueService.MessageNotInflight"),
+            Q::UnsupportedOperation(_) => {
+                ("UnsupportedOperation", "AWS.SimpleQueueService.UnsupportedOperation")
+            }
+            Q::EmptyBatchRequest => ("EmptyBatchRequest", "AWS.SimpleQueueService.EmptyBatchRequest"),
+            Q::TooManyEntriesInBatchRequest(_) => {
+                ("TooManyEntriesInBatchRequest", "AWS.SimpleQueueService.TooManyEntriesInBatchRequest")
+            }
+            Q::BatchEntryIdsNotDistinct(_) => {
+                ("BatchEntryIdsNotDistinct", "AWS.SimpleQueueService.BatchEntryIdsNotDistinct")
+            }
+            Q::InvalidBatchEntryId => ("InvalidBatchEntryId", "AWS.SimpleQueueService.InvalidBatchEntryId"),
+            Q::BatchRequestTooLong(_) => {
+                ("BatchRequestTooLong", "AWS.SimpleQueueService.BatchRequestTooLong")
+            }
+            Q::Store(_) | Q::Internal(_) => {
+                tracing::error!("queues: {e}");
+                return ApiError::new(500, "InternalFailure", e.to_string()).with_query_code("InternalError");
+            }
+        };
+        ApiError::new(400, code, e.to_string()).with_query_code(query)
+    }
+}
+
+impl From<nimbus_triggers::Error> for ApiError {
+    fn from(e: nimbus_triggers::Error) -> ApiError {
+        use nimbus_triggers::Error as T;
+        match e {
+            T::NotFound(m) => ApiError::not_found(m),
+            T::InvalidParameter(m) => ApiError::invalid_parameter(m),
+            T::Conflict(m) => ApiError::new(409, "ResourceConflictException", m),
+            T::Functions(f) => f.into(),
+            T::Store(s) => s.into(),
+            T::Internal(m) => {
+                tracing::error!("triggers: {m}");
+                ApiError::new(500, "ServiceException", m)
+            }
+        }
+    }
+}
+
 impl From<nimbus_eventbridge::Error> for ApiError {
     fn from(e: nimbus_eventbridge::Error) -> ApiError {
         use nimbus_eventbridge::Error as E;
@@ -174,5 +245,32 @@ impl From<nimbus_gateway::Error> for ApiError {
                 ApiError::new(500, "InternalServerErrorException", other.to_string())
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_compatible_errors_carry_the_query_code_header() {
+        let resp = ApiError::from(nimbus_queues::Error::QueueDoesNotExist).render(Protocol::Json);
+        assert_eq!(resp.status(), 400);
+        assert_eq!(
+            resp.headers().get("x-amzn-query-error").and_then(|v| v.to_str().ok()),
+            Some("AWS.SimpleQueueService.NonExistentQueue;Sender")
+        );
+        assert_eq!(
+            resp.headers().get("x-amzn-errortype").and_then(|v| v.to_str().ok()),
+            Some("QueueDoesNotExist")
+        );
+        // Other services' errors have no such header.
+        let plain = ApiError::validation("x").render(Protocol::Json);
+        assert!(plain.headers().get("x-amzn-query-error").is_none());
+        let internal = ApiError::from(nimbus_queues::Error::Internal("boom".into())).render(Protocol::Json);
+        assert_eq!(
+            internal.headers().get("x-amzn-query-error").and_then(|v| v.to_str().ok()),
+            Some("InternalError;Receiver")
+        );
     }
 }

@@ -178,6 +178,20 @@ struct ConfigurationOut<'a> {
     logging_config: LoggingOut,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     layers: Vec<LayerRefOut<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dead_letter_config: Option<DeadLetterOut<'a>>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct DeadLetterOut<'a> {
+    target_arn: &'a str,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase")]
+struct DeadLetterInput {
+    target_arn: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -248,6 +262,10 @@ fn configuration(c: &FunctionConfig) -> ConfigurationOut<'_> {
             .enumerate()
             .map(|(i, arn)| LayerRefOut { arn, code_size: c.layer_sizes.get(i).copied().unwrap_or(0) })
             .collect(),
+        dead_letter_config: c
+            .dead_letter_target_arn
+            .as_deref()
+            .map(|target_arn| DeadLetterOut { target_arn }),
     }
 }
 
@@ -326,6 +344,7 @@ struct CreateFunctionInput {
     tags: Option<BTreeMap<String, String>>,
     publish: Option<bool>,
     layers: Option<Vec<String>>,
+    dead_letter_config: Option<DeadLetterInput>,
 }
 
 async fn create_function(
@@ -365,6 +384,7 @@ async fn create_function(
             package_type,
             tags: input.tags.unwrap_or_default(),
             layers: input.layers.unwrap_or_default(),
+            dead_letter_target_arn: input.dead_letter_config.and_then(|d| d.target_arn),
         },
     )?;
     let config = if input.publish.unwrap_or(false) {
@@ -469,6 +489,7 @@ struct UpdateConfigurationInput {
     environment: Option<EnvironmentInput>,
     ephemeral_storage: Option<EphemeralInput>,
     layers: Option<Vec<String>>,
+    dead_letter_config: Option<DeadLetterInput>,
     revision_id: Option<String>,
 }
 
@@ -492,6 +513,8 @@ async fn update_configuration(
             environment: input.environment.map(|e| e.variables.unwrap_or_default()),
             ephemeral_storage_mb: input.ephemeral_storage.and_then(|e| e.size),
             layers: input.layers,
+            // `DeadLetterConfig: {}` (no TargetArn) removes it, as on Lambda.
+            dead_letter_target_arn: input.dead_letter_config.map(|d| d.target_arn.unwrap_or_default()),
             revision_id: input.revision_id,
         },
     )?;
@@ -883,10 +906,14 @@ struct EventInvokeConfigInput {
 }
 
 fn invoke_config_out(c: &nimbus_functions::EventInvokeConfig) -> serde_json::Value {
+    let destination = |d: &Option<String>| match d {
+        Some(arn) => serde_json::json!({"Destination": arn}),
+        None => serde_json::json!({}),
+    };
     let mut v = serde_json::json!({
         "FunctionArn": c.function_arn,
         "LastModified": c.last_modified_ms as f64 / 1000.0,
-        "DestinationConfig": {"OnSuccess": {}, "OnFailure": {}},
+        "DestinationConfig": {"OnSuccess": destination(&c.on_success), "OnFailure": destination(&c.on_failure)},
     });
     if let Some(n) = c.maximum_retry_attempts {
         v["MaximumRetryAttempts"] = n.into();
@@ -909,21 +936,25 @@ async fn write_invoke_config(
 ) -> LambdaResult {
     let merge = method == axum::http::Method::POST;
     let input: EventInvokeConfigInput = parse_optional(&body)?;
-    let has_destination = input.destination_config.as_ref().is_some_and(|d| {
-        ["OnSuccess", "OnFailure"].iter().any(|k| d.get(k).and_then(|x| x.get("Destination")).is_some())
-    });
-    if has_destination {
-        // Destinations need SQS/SNS/EventBridge targets, which this build does not have yet.
-        return Err(
-            ApiError::invalid_parameter("Destinations are not supported by this Nimbus build yet.").into()
-        );
-    }
+    let destination = |key: &str| {
+        input
+            .destination_config
+            .as_ref()
+            .and_then(|d| d.get(key))
+            .and_then(|x| x.get("Destination"))
+            .and_then(|a| a.as_str())
+            .map(str::to_string)
+    };
     let c = s.functions.put_event_invoke_config(
         &ctx.scope,
         &name,
         q.qualifier.as_deref(),
-        input.maximum_retry_attempts,
-        input.maximum_event_age_in_seconds,
+        nimbus_functions::EventInvokeConfigInput {
+            maximum_retry_attempts: input.maximum_retry_attempts,
+            maximum_event_age_secs: input.maximum_event_age_in_seconds,
+            on_success: destination("OnSuccess"),
+            on_failure: destination("OnFailure"),
+        },
         merge,
     )?;
     Ok(json_response(StatusCode::OK, invoke_config_out(&c)))

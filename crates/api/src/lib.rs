@@ -7,12 +7,14 @@ mod apigateway_data;
 mod apigatewayv2;
 mod auth;
 mod error;
+mod event_source_mappings;
 mod events;
 mod function_urls;
 mod json_rpc;
 mod lambda;
 mod logs;
 pub mod sigv4;
+mod sqs;
 
 pub use auth::{AuthConfig, AuthMode, RequestContext};
 pub use error::{ApiError, Protocol};
@@ -23,7 +25,9 @@ use axum::extract::State;
 use axum::response::IntoResponse;
 use nimbus_functions::FunctionsEngine;
 use nimbus_gateway::GatewayEngine;
+use nimbus_queues::QueuesEngine;
 use nimbus_store::LogStore;
+use nimbus_triggers::Triggers;
 use std::sync::Arc;
 
 /// Everything the HTTP layer needs.
@@ -33,6 +37,8 @@ pub struct AppState {
     pub gateway: Arc<GatewayEngine>,
     pub logs: Arc<LogStore>,
     pub eventbridge: Arc<nimbus_eventbridge::EventBridgeEngine>,
+    pub queues: Arc<QueuesEngine>,
+    pub triggers: Arc<Triggers>,
     pub auth: Arc<AuthConfig>,
     pub version: &'static str,
     /// Base URL clients reach this server at (for `Code.Location` links).
@@ -45,12 +51,14 @@ pub fn router(state: AppState) -> Router {
     let services: Vec<Arc<dyn JsonService>> = vec![
         Arc::new(logs::LogsService { logs: state.logs.clone() }),
         Arc::new(events::EventsService { engine: state.eventbridge.clone() }),
+        Arc::new(sqs::SqsService { queues: state.queues.clone(), endpoint_url: state.endpoint_url.clone() }),
     ];
     let dispatcher = Arc::new(json_rpc::Dispatcher::new(services));
     Router::new()
         .route("/_nimbus/health", axum::routing::get(health))
         .merge(lambda::routes())
         .merge(apigatewayv2::routes())
+        .merge(event_source_mappings::routes())
         .route(
             "/2021-10-31/functions/{name}/url",
             axum::routing::get(function_urls::get)

@@ -1,6 +1,7 @@
 //! Asynchronous (`Event`) invocations: persisted before the 202 is returned, so a crash
 //! never loses one; run at least once; retried on function errors as Lambda does
 //! (two retries by default, the delay growing with each attempt).
+use crate::destinations::{AttemptOutcome, Condition};
 use crate::engine::FunctionsEngine;
 use crate::{Error, InvocationType, InvokeRequest};
 use base64::Engine as _;
@@ -23,7 +24,22 @@ pub struct EventInvokeConfig {
     pub function_arn: String,
     pub maximum_retry_attempts: Option<u32>,
     pub maximum_event_age_secs: Option<u32>,
+    /// `DestinationConfig.OnSuccess.Destination`: an SQS queue or Lambda function ARN.
+    #[serde(default)]
+    pub on_success: Option<String>,
+    /// `DestinationConfig.OnFailure.Destination`.
+    #[serde(default)]
+    pub on_failure: Option<String>,
     pub last_modified_ms: i64,
+}
+
+/// Put/UpdateFunctionEventInvokeConfig input: on update, `None` keeps the current value.
+#[derive(Debug, Clone, Default)]
+pub struct EventInvokeConfigInput {
+    pub maximum_retry_attempts: Option<u32>,
+    pub maximum_event_age_secs: Option<u32>,
+    pub on_success: Option<String>,
+    pub on_failure: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -69,7 +85,7 @@ impl QueuedEvent {
 }
 
 impl FunctionsEngine {
-    fn event_invoke_config_for(&self, event: &QueuedEvent) -> Option<EventInvokeConfig> {
+    pub(crate) fn event_invoke_config_for(&self, event: &QueuedEvent) -> Option<EventInvokeConfig> {
         let scope = Scope::new(event.account.clone(), event.region.clone());
         self.get_event_invoke_config(&scope, &event.function, event.qualifier.as_deref()).ok().flatten()
     }
@@ -102,10 +118,16 @@ impl FunctionsEngine {
         scope: &Scope,
         function: &str,
         qualifier: Option<&str>,
-        maximum_retry_attempts: Option<u32>,
-        maximum_event_age_secs: Option<u32>,
+        input: EventInvokeConfigInput,
         merge: bool,
     ) -> Result<EventInvokeConfig, Error> {
+        let EventInvokeConfigInput { maximum_retry_attempts, maximum_event_age_secs, on_success, on_failure } =
+            input;
+        for (arn, what) in [(&on_success, "OnSuccess destination"), (&on_failure, "OnFailure destination")] {
+            if let Some(arn) = arn {
+                self.validate_destination(scope, arn, what)?;
+            }
+        }
         if maximum_retry_attempts.is_some_and(|n| n > 2) {
             return Err(Error::Validation(nimbus_model::ValidationError::Constraint {
                 field: "maximumRetryAttempts",
@@ -134,6 +156,12 @@ impl FunctionsEngine {
         }
         if maximum_event_age_secs.is_some() || !merge {
             config.maximum_event_age_secs = maximum_event_age_secs;
+        }
+        if on_success.is_some() || !merge {
+            config.on_success = on_success;
+        }
+        if on_failure.is_some() || !merge {
+            config.on_failure = on_failure;
         }
         config.last_modified_ms = chrono::Utc::now().timestamp_millis();
         let bytes = serde_json::to_vec(&config).map_err(|e| Error::Internal(e.to_string()))?;
@@ -208,9 +236,18 @@ impl FunctionsEngine {
 
     async fn run_event(self: Arc<Self>, mut event: QueuedEvent) {
         let outcome = self.invoke(event.request()).await;
+        let mut last = AttemptOutcome::default();
+        let mut expired = false;
         let failed = match outcome {
-            Ok(r) if r.function_error.is_none() => false,
-            Ok(_) => true,
+            Ok(r) => {
+                last = AttemptOutcome {
+                    status: r.status,
+                    payload: r.payload.to_vec(),
+                    function_error: r.function_error.map(str::to_string),
+                    executed_version: r.executed_version,
+                };
+                r.function_error.is_some()
+            }
             // Throttled: Lambda keeps the event and tries again later without using up a retry.
             Err(Error::TooManyRequests { .. }) => {
                 let max_age_ms = i64::from(
@@ -223,7 +260,9 @@ impl FunctionsEngine {
                     return;
                 }
                 tracing::warn!("event {} expired while throttled", event.request_id);
-                false
+                last.status = 429;
+                expired = true;
+                true
             }
             Err(Error::NotFound(_)) => {
                 tracing::warn!(
@@ -231,10 +270,19 @@ impl FunctionsEngine {
                     event.request_id,
                     event.function
                 );
-                false
+                if let Err(e) = self.store().delete(COLLECTION, &event.request_id) {
+                    tracing::error!("could not remove event {}: {e}", event.request_id);
+                }
+                return;
             }
             Err(e) => {
                 tracing::warn!("event {} failed: {e}", event.request_id);
+                last.status = 500;
+                last.function_error = Some("Unhandled".into());
+                last.payload =
+                    serde_json::json!({"errorType": "ServiceException", "errorMessage": e.to_string()})
+                        .to_string()
+                        .into_bytes();
                 true
             }
         };
@@ -243,7 +291,7 @@ impl FunctionsEngine {
         let max_age_ms =
             i64::from(config.as_ref().and_then(|c| c.maximum_event_age_secs).unwrap_or(MAX_EVENT_AGE_SECS))
                 * 1000;
-        let too_old = chrono::Utc::now().timestamp_millis() - event.enqueued_ms > max_age_ms;
+        let too_old = expired || chrono::Utc::now().timestamp_millis() - event.enqueued_ms > max_age_ms;
         if failed && event.attempts < max_retries && !too_old {
             event.attempts += 1;
             let delay = self.async_retry_delay() * event.attempts;
@@ -253,14 +301,23 @@ impl FunctionsEngine {
             self.schedule_event(event, delay);
             return;
         }
+        let condition = match (failed, too_old) {
+            (false, _) => Condition::Success,
+            (true, true) => Condition::EventAgeExceeded,
+            (true, false) => Condition::RetriesExhausted,
+        };
         if failed {
             tracing::warn!(
-                "event {} for {} failed after {} retries; no on-failure destination is configured",
+                "event {} for {} failed after {} retries ({})",
                 event.request_id,
                 event.function,
-                event.attempts
+                event.attempts,
+                if too_old { "too old" } else { "retries exhausted" }
             );
         }
+        // Delivered before the event leaves the store: a crash in between re-runs the
+        // event (at least once) rather than losing its outcome.
+        self.deliver_outcome(&event, condition, &last).await;
         if let Err(e) = self.store().delete(COLLECTION, &event.request_id) {
             tracing::error!("could not remove finished event {}: {e}", event.request_id);
         }

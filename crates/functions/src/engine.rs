@@ -126,6 +126,8 @@ pub struct FunctionsEngine {
     tags: RwLock<HashMap<String, BTreeMap<String, String>>>,
     /// Serialises control-plane writes so read-modify-write updates do not interleave.
     writes: Mutex<()>,
+    /// Queue delivery for destinations and dead-letter queues (wired by the binary).
+    pub(crate) destinations: std::sync::OnceLock<Arc<dyn crate::DestinationSink>>,
 }
 
 fn key(account: &str, region: &str, name: &str) -> String {
@@ -255,6 +257,7 @@ impl FunctionsEngine {
             url_configs: RwLock::new(HashMap::new()),
             provisioned: Mutex::new(HashMap::new()),
             writes: Mutex::new(()),
+            destinations: std::sync::OnceLock::new(),
         };
         for (k, v) in engine.store.list(COLLECTION)? {
             let config: FunctionConfig = serde_json::from_slice(&v)
@@ -571,6 +574,10 @@ impl FunctionsEngine {
                 "Architectures must be exactly one of x86_64, arm64.".into(),
             ));
         }
+        let dead_letter_target_arn = req.dead_letter_target_arn.filter(|a| !a.is_empty());
+        if let Some(arn) = &dead_letter_target_arn {
+            self.validate_dead_letter_target(&scope, arn)?;
+        }
         let k = key(&scope.account, &scope.region, &r.name);
         let _w = self.writes.lock();
         if self.functions.read().contains_key(&k) {
@@ -600,6 +607,7 @@ impl FunctionsEngine {
             tags: req.tags,
             layers: req.layers,
             layer_sizes,
+            dead_letter_target_arn,
         };
         self.persist(&config)?;
         Ok(self.install(config))
@@ -671,6 +679,12 @@ impl FunctionsEngine {
             if let Some(layers) = &req.layers {
                 c.layer_sizes = self.resolve_layers(layers)?.iter().map(|l| l.code_size).collect();
                 c.layers = layers.clone();
+            }
+            if let Some(arn) = &req.dead_letter_target_arn {
+                if !arn.is_empty() {
+                    self.validate_dead_letter_target(scope, arn)?;
+                }
+                c.dead_letter_target_arn = Some(arn.clone()).filter(|a| !a.is_empty());
             }
             Ok(())
         })

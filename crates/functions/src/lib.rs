@@ -5,6 +5,7 @@
 
 mod async_queue;
 pub mod code;
+mod destinations;
 mod engine;
 mod environment;
 mod layers;
@@ -14,7 +15,8 @@ pub use layers::PublishLayer;
 mod runtime_api;
 mod urls;
 
-pub use async_queue::EventInvokeConfig;
+pub use async_queue::{EventInvokeConfig, EventInvokeConfigInput};
+pub use destinations::{DestinationSink, SinkAttribute};
 pub use engine::{Config, FunctionsEngine, Interpreter, ProvisionedState};
 
 use bytes::Bytes;
@@ -64,6 +66,8 @@ pub struct CreateFunction {
     pub package_type: Option<String>,
     pub tags: BTreeMap<String, String>,
     pub layers: Vec<String>,
+    /// `DeadLetterConfig.TargetArn` (an SQS queue).
+    pub dead_letter_target_arn: Option<String>,
 }
 
 /// UpdateFunctionConfiguration: only the fields given change.
@@ -78,6 +82,8 @@ pub struct UpdateConfiguration {
     pub environment: Option<BTreeMap<String, String>>,
     pub ephemeral_storage_mb: Option<u32>,
     pub layers: Option<Vec<String>>,
+    /// `Some("")` removes the dead-letter queue.
+    pub dead_letter_target_arn: Option<String>,
     pub revision_id: Option<String>,
 }
 

@@ -142,6 +142,9 @@ pub struct FunctionConfig {
     /// Code size of each layer in `layers` (FunctionConfiguration reports it).
     #[serde(default)]
     pub layer_sizes: Vec<u64>,
+    /// `DeadLetterConfig.TargetArn`: where failed asynchronous events go.
+    #[serde(default)]
+    pub dead_letter_target_arn: Option<String>,
 }
 
 impl FunctionConfig {

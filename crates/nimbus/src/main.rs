@@ -12,6 +12,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+mod wiring;
+
 /// mimalloc: the request paths allocate many small, short-lived buffers; glibc malloc
 /// was ~20% of a GetFunction's CPU.
 #[global_allocator]
@@ -155,6 +157,7 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
     let gateway = nimbus_gateway::GatewayEngine::open(store.clone())?;
     let logs = Arc::new(LogStore::open(&db)?);
     let blobs = BlobStore::open(&data_dir.join("blobs"))?;
+    let queues = nimbus_queues::QueuesEngine::open(store.clone())?;
     let python = interpreter("python3", "NIMBUS_PYTHON", &["-c", "import sys; print(sys.executable)"]);
     let python_sdk: Arc<std::sync::OnceLock<PathBuf>> = Arc::default();
     let function_secret = uuid::Uuid::new_v4().simple().to_string();
@@ -177,6 +180,8 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
         logs.clone(),
         sandbox.clone(),
     )?;
+    functions.set_destination_sink(Arc::new(wiring::QueueSink(queues.clone())));
+    let triggers = nimbus_triggers::Triggers::open(store.clone(), functions.clone(), queues.clone())?;
     let keys = parse_keys(&args.access_keys)?;
     let mode = match args.auth {
         AuthArg::Dev => AuthMode::Dev,
@@ -187,7 +192,7 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
     };
     let eventbridge = nimbus_eventbridge::EventBridgeEngine::open(
         store.clone(),
-        Arc::new(Targets { functions: functions.clone() }),
+        Arc::new(wiring::EventTargets { functions: functions.clone(), queues: queues.clone() }),
         Duration::from_secs(1),
     )?;
     tokio::spawn(eventbridge.clone().run_scheduler());
@@ -196,6 +201,8 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
         gateway: gateway.clone(),
         logs,
         eventbridge,
+        queues: queues.clone(),
+        triggers,
         auth: Arc::new(AuthConfig { mode, keys, function_secret }),
         version: env!("CARGO_PKG_VERSION"),
         endpoint_url: endpoint_url.clone(),
@@ -222,43 +229,6 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
     });
     axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await?;
     Ok(())
-}
-
-/// Where EventBridge delivers: Lambda functions get an asynchronous invoke (as on AWS);
-/// other services' ARNs get a clear delivery error until they exist in this build.
-struct Targets {
-    functions: Arc<FunctionsEngine>,
-}
-
-impl nimbus_eventbridge::TargetInvoker for Targets {
-    fn deliver<'a>(
-        &'a self,
-        account: &'a str,
-        region: &'a str,
-        target_arn: &'a str,
-        input: String,
-    ) -> nimbus_eventbridge::BoxFuture<'a, Result<(), String>> {
-        Box::pin(async move {
-            match target_arn.split(':').nth(2).unwrap_or_default() {
-                "lambda" => {
-                    let req = nimbus_functions::InvokeRequest {
-                        scope: nimbus_model::Scope { account: account.into(), region: region.into() },
-                        request_id: uuid::Uuid::new_v4().to_string(),
-                        function: target_arn.to_string(),
-                        qualifier: None,
-                        payload: bytes::Bytes::from(input),
-                        invocation_type: nimbus_functions::InvocationType::Event,
-                        tail_log: false,
-                        client_context: None,
-                    };
-                    self.functions.invoke(req).await.map(|_| ()).map_err(|e| e.to_string())
-                }
-                other => {
-                    Err(format!("{other} targets are not supported by this Nimbus build ({target_arn})"))
-                }
-            }
-        })
-    }
 }
 
 /// Provides boto3 to python functions, as AWS's python runtimes do, without delaying start-up.
