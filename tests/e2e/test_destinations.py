@@ -92,7 +92,9 @@ def test_success_and_failure_records_reach_sqs_destinations(server):
     assert "Messages" not in sqs.receive_message(QueueUrl=ok_url)
 
 
-def test_lambda_function_destination_receives_the_record(server, tmp_path):
+def test_lambda_function_destination_receives_the_record(process_server, tmp_path):
+    # The destination function records to a host file: process backend.
+    server = process_server
     lam = server.lam
     name, target = unique_name("dstsrc"), unique_name("dsttgt")
     out = tmp_path / "target-out"

@@ -24,6 +24,13 @@ def handler(event, context):
 """
 
 
+@pytest.fixture
+def server(process_server):
+    """The recorder function writes what it received to files on the host, which an
+    isolated (container) sandbox rightly cannot: these tests use the process backend."""
+    return process_server
+
+
 def _setup(s, tmp_path, mode="report", timeout=3, queue_attrs=None):
     lam, sqs = s.lam, s.client("sqs")
     name = unique_name("esm")
@@ -167,7 +174,7 @@ def test_disabled_mapping_does_not_poll(server, tmp_path):
 
 
 def test_mapping_survives_kill_9(nimbus, tmp_path):
-    s = nimbus()
+    s = nimbus("--sandbox", "process")
     name, out, _, arn = _setup(s, tmp_path)
     uuid = s.lam.create_event_source_mapping(EventSourceArn=arn, FunctionName=name)["UUID"]
     s.kill9()

@@ -202,10 +202,15 @@ enum Step {
 }
 
 /// Everything the child does, prepared by the parent.
-struct Plan {
+pub(crate) struct Plan {
     cgroup_procs: Vec<CString>,
     steps: Vec<Step>,
-    root: CString,
+    /// The new root to pivot into (isolated sandboxes only).
+    root: Option<CString>,
+    /// Drop to the sandbox user (isolated sandboxes only).
+    drop_privileges: bool,
+    /// Lead a new process group (so signals reach everything the program forks).
+    new_process_group: bool,
     cwd: CString,
     program: CString,
     /// Keep the strings the pointer arrays point into alive.
@@ -438,7 +443,9 @@ impl Plan {
         Ok(Plan {
             cgroup_procs: cgroup.procs_files().iter().map(cstr).collect::<Result<_, _>>()?,
             steps: b.steps,
-            root,
+            root: Some(root),
+            drop_privileges: true,
+            new_process_group: false,
             cwd: cstr(&spec.cwd)?,
             program: cstr(&spec.program)?,
             argv_ptrs: ptrs(&argv),
@@ -453,9 +460,53 @@ impl Plan {
         })
     }
 
+    /// A plain child (the process backend): no namespaces, mounts, cgroup or user change —
+    /// its own process group, rlimits, stdio, PDEATHSIG and exec, through the same cheap
+    /// vfork-style clone (a fork of a large server copies its page tables on every start).
+    pub(crate) fn plain(spec: &SandboxSpec) -> Result<Plan, SandboxError> {
+        let program = resolve_program(&spec.program, &spec.env);
+        let argv: Vec<CString> = std::iter::once(cstr(&spec.program))
+            .chain(spec.args.iter().map(cstr))
+            .collect::<Result<_, _>>()?;
+        let envp: Vec<CString> =
+            spec.env.iter().map(|(k, v)| cstr(format!("{k}={v}"))).collect::<Result<_, _>>()?;
+        let ptrs = |v: &[CString]| -> Vec<*const c_char> {
+            v.iter().map(|c| c.as_ptr()).chain(std::iter::once(std::ptr::null())).collect()
+        };
+        let mut rlimits = vec![(libc::RLIMIT_CORE, 0)];
+        if let Some(n) = spec.limits.nofile {
+            rlimits.push((libc::RLIMIT_NOFILE, n));
+        }
+        if let Some(mb) = spec.limits.fsize_mb {
+            rlimits.push((libc::RLIMIT_FSIZE, mb * 1024 * 1024));
+        }
+        let output = match &spec.output {
+            Some(fd) => Some(fd.try_clone()?),
+            None => None,
+        };
+        Ok(Plan {
+            cgroup_procs: Vec::new(),
+            steps: Vec::new(),
+            root: None,
+            drop_privileges: false,
+            new_process_group: true,
+            cwd: cstr(&spec.cwd)?,
+            program: cstr(&program)?,
+            argv_ptrs: ptrs(&argv),
+            envp_ptrs: ptrs(&envp),
+            _argv: argv,
+            _envp: envp,
+            output,
+            dev_null: cstr("/dev/null")?,
+            rlimits,
+            flags: 0,
+            hostname: cstr("localhost")?,
+        })
+    }
+
     /// Clones the child into its namespaces and waits (vfork-style) until it has exec'd or
     /// failed; a failure comes back over a close-on-exec pipe as (step, errno).
-    fn run(self) -> Result<Child, SandboxError> {
+    pub(crate) fn run(self) -> Result<Child, SandboxError> {
         let mut fds = [0 as c_int; 2];
         // SAFETY: `fds` is a valid two-int array; pipe2 fills it with two new descriptors.
         if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
@@ -614,18 +665,24 @@ extern "C" fn child_main(arg: *mut c_void) -> c_int {
                 child_fail(err, i as u32);
             }
         }
-        if libc::chdir(plan.root.as_ptr()) != 0 {
-            child_fail(err, STEP_PIVOT);
-        }
-        let dot = c".".as_ptr();
-        // pivot_root(".", "."): the old root ends up stacked under the new one; detach it.
-        if libc::syscall(libc::SYS_pivot_root, dot, dot) != 0 || libc::umount2(dot, libc::MNT_DETACH) != 0 {
-            child_fail(err, STEP_PIVOT);
+        if let Some(root) = &plan.root {
+            if libc::chdir(root.as_ptr()) != 0 {
+                child_fail(err, STEP_PIVOT);
+            }
+            let dot = c".".as_ptr();
+            // pivot_root(".", "."): the old root ends up stacked under the new one; detach it.
+            if libc::syscall(libc::SYS_pivot_root, dot, dot) != 0 || libc::umount2(dot, libc::MNT_DETACH) != 0
+            {
+                child_fail(err, STEP_PIVOT);
+            }
+            libc::sethostname(plan.hostname.as_ptr(), plan.hostname.as_bytes().len());
         }
         if libc::chdir(plan.cwd.as_ptr()) != 0 {
             child_fail(err, STEP_CHDIR);
         }
-        libc::sethostname(plan.hostname.as_ptr(), plan.hostname.as_bytes().len());
+        if plan.new_process_group && libc::setpgid(0, 0) != 0 {
+            child_fail(err, STEP_SETUP);
+        }
         let null = libc::open(plan.dev_null.as_ptr(), libc::O_RDWR);
         let out = plan.output.as_ref().map_or(null, |fd| fd.as_raw_fd());
         if null < 0 || libc::dup2(null, 0) < 0 || libc::dup2(out, 1) < 0 || libc::dup2(out, 2) < 0 {
@@ -641,10 +698,11 @@ extern "C" fn child_main(arg: *mut c_void) -> c_int {
         libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0);
         // Raw syscalls: glibc's setuid family would signal the server's threads (setxid
         // broadcast), which share this memory image.
-        if libc::syscall(libc::SYS_setgroups, 0, std::ptr::null::<libc::gid_t>()) != 0
-            || libc::syscall(libc::SYS_setresgid, SANDBOX_GID, SANDBOX_GID, SANDBOX_GID) != 0
-            || libc::syscall(libc::SYS_setresuid, SANDBOX_UID, SANDBOX_UID, SANDBOX_UID) != 0
-            || libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0
+        if plan.drop_privileges
+            && (libc::syscall(libc::SYS_setgroups, 0, std::ptr::null::<libc::gid_t>()) != 0
+                || libc::syscall(libc::SYS_setresgid, SANDBOX_GID, SANDBOX_GID, SANDBOX_GID) != 0
+                || libc::syscall(libc::SYS_setresuid, SANDBOX_UID, SANDBOX_UID, SANDBOX_UID) != 0
+                || libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
         {
             child_fail(err, STEP_USER);
         }
@@ -671,9 +729,39 @@ extern "C" fn child_main(arg: *mut c_void) -> c_int {
 }
 
 /// The cloned init process of a sandbox.
-struct Child {
-    pid: i32,
-    pidfd: OwnedFd,
+pub(crate) struct Child {
+    pub(crate) pid: i32,
+    pub(crate) pidfd: OwnedFd,
+}
+
+/// Resolves a bare program name on the sandbox's PATH (execve does not search).
+fn resolve_program(program: &Path, env: &[(String, String)]) -> PathBuf {
+    if program.components().count() > 1 || program.is_absolute() {
+        return program.to_path_buf();
+    }
+    let path = env.iter().find(|(k, _)| k == "PATH").map(|(_, v)| v.as_str()).unwrap_or("/usr/bin:/bin");
+    std::env::split_paths(path)
+        .map(|d| d.join(program))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| program.to_path_buf())
+}
+
+/// Resolves with the child's exit status, using its pidfd (no thread per child).
+pub(crate) async fn wait_for_exit(child: Child) -> ExitStatus {
+    let interest = tokio::io::Interest::READABLE;
+    // SAFETY: the AsyncFd takes ownership of the pidfd (an OwnedFd), so the descriptor stays
+    // open and unchanged for the AsyncFd's lifetime.
+    let registered = unsafe { tokio::io::unix::AsyncFd::register_with_interest(child.pidfd, interest) };
+    match registered {
+        Ok(fd) => {
+            let _ = fd.readable().await;
+            reap(child.pid)
+        }
+        // Not pollable (should not happen on kernels with CLONE_PIDFD): block.
+        Err(_) => tokio::task::spawn_blocking(move || reap_blocking(child.pid))
+            .await
+            .unwrap_or(ExitStatus::Code(-1)),
+    }
 }
 
 struct ContainerInstance {
@@ -700,21 +788,7 @@ impl ContainerInstance {
         if let (true, Ok(handle)) = (watch_exit, tokio::runtime::Handle::try_current()) {
             if let Some(child) = me.child.take() {
                 handle.spawn(async move {
-                    let interest = tokio::io::Interest::READABLE;
-                    // SAFETY: the AsyncFd takes ownership of the pidfd (an OwnedFd), so the
-                    // descriptor stays open and unchanged for the AsyncFd's lifetime.
-                    let registered =
-                        unsafe { tokio::io::unix::AsyncFd::register_with_interest(child.pidfd, interest) };
-                    let status = match registered {
-                        Ok(fd) => {
-                            let _ = fd.readable().await;
-                            reap(child.pid)
-                        }
-                        // Not pollable (should not happen on kernels with CLONE_PIDFD): block.
-                        Err(_) => tokio::task::spawn_blocking(move || reap_blocking(child.pid))
-                            .await
-                            .unwrap_or(ExitStatus::Code(-1)),
-                    };
+                    let status = wait_for_exit(child).await;
                     // Whatever the runtime forked dies with it (pid namespace), then the cgroup goes.
                     cgroup.kill_all();
                     for _ in 0..50 {

@@ -7,8 +7,7 @@ use crate::{
 };
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
-use std::os::unix::process::{CommandExt, ExitStatusExt};
-use std::process::Stdio;
+use std::os::unix::process::CommandExt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use tokio::sync::watch;
@@ -30,66 +29,25 @@ impl Sandbox for ProcessSandbox {
     }
 
     fn start(&self, spec: SandboxSpec) -> Result<Box<dyn Instance>, SandboxError> {
-        let mut cmd = std::process::Command::new(&spec.program);
-        cmd.args(&spec.args)
-            .env_clear()
-            .envs(spec.env.iter().map(|(k, v)| (k, v)))
-            .current_dir(&spec.cwd)
-            .stdin(Stdio::null())
-            // Its own process group, so signals reach every process the runtime forks.
-            .process_group(0);
-        match spec.output {
-            Some(fd) => {
-                let err = fd.try_clone()?;
-                cmd.stdout(Stdio::from(fd)).stderr(Stdio::from(err));
-            }
-            None => {
-                cmd.stdout(Stdio::null()).stderr(Stdio::null());
-            }
-        }
-        set_rlimits(&mut cmd, spec.limits);
-        let mut child = tokio::process::Command::from(cmd)
-            .spawn()
-            .map_err(|source| SandboxError::Spawn { program: spec.program.display().to_string(), source })?;
-        let pid = child.id().unwrap_or(0);
+        // One vfork-style clone (see container.rs): the child sets its process group, rlimits,
+        // PDEATHSIG and stdio, then execs; the server's page tables are never copied.
+        let program = spec.program.display().to_string();
+        let child = crate::container::Plan::plain(&spec)?.run().map_err(|e| match e {
+            SandboxError::Setup(m) if m.starts_with("exec ") => SandboxError::Spawn {
+                program: program.clone(),
+                source: std::io::Error::new(std::io::ErrorKind::NotFound, m),
+            },
+            other => other,
+        })?;
+        let pid = child.pid as u32;
         let (tx, rx) = watch::channel(None);
         tokio::spawn(async move {
-            let status = match child.wait().await {
-                Ok(s) => match (s.code(), s.signal()) {
-                    (Some(c), _) => ExitStatus::Code(c),
-                    (None, Some(sig)) => ExitStatus::Signal(sig),
-                    (None, None) => ExitStatus::Code(-1),
-                },
-                Err(_) => ExitStatus::Code(-1),
-            };
+            let status = crate::container::wait_for_exit(child).await;
             let _ = tx.send(Some(status));
         });
         // Kept open: re-reading at offset 0 regenerates it, without an open() per invoke.
         let status = std::fs::File::open(format!("/proc/{pid}/status")).ok();
         Ok(Box::new(ProcessInstance { pid, exited: rx, status, paused: AtomicBool::new(false) }))
-    }
-}
-
-#[allow(unsafe_code)]
-fn set_rlimits(cmd: &mut std::process::Command, limits: Limits) {
-    use nix::sys::resource::{Resource, setrlimit};
-    // SAFETY: the closure runs in the forked child before exec and only calls
-    // setrlimit(2) and prctl(2), which are async-signal-safe; it allocates nothing and takes no locks.
-    unsafe {
-        cmd.pre_exec(move || {
-            if let Some(n) = limits.nofile {
-                setrlimit(Resource::RLIMIT_NOFILE, n, n).map_err(std::io::Error::from)?;
-            }
-            if let Some(mb) = limits.fsize_mb {
-                let b = mb * 1024 * 1024;
-                setrlimit(Resource::RLIMIT_FSIZE, b, b).map_err(std::io::Error::from)?;
-            }
-            setrlimit(Resource::RLIMIT_CORE, 0, 0).map_err(std::io::Error::from)?;
-            // Die with the server (even on `kill -9`), so frozen environments never linger.
-            nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
-                .map_err(std::io::Error::from)?;
-            Ok(())
-        });
     }
 }
 
