@@ -11,6 +11,7 @@ mod json_rpc;
 mod lambda;
 mod logs;
 pub mod sigv4;
+mod stepfunctions;
 
 pub use auth::{AuthConfig, AuthMode, RequestContext};
 pub use error::{ApiError, Protocol};
@@ -28,6 +29,7 @@ use std::sync::Arc;
 pub struct AppState {
     pub functions: Arc<FunctionsEngine>,
     pub logs: Arc<LogStore>,
+    pub stepfunctions: Arc<nimbus_stepfunctions::StepFunctionsEngine>,
     pub auth: Arc<AuthConfig>,
     pub version: &'static str,
     /// Base URL clients reach this server at (for `Code.Location` links).
@@ -37,8 +39,11 @@ pub struct AppState {
 /// The single listener's router: health, REST-JSON services by path, and every
 /// JSON-1.x service through one dispatcher.
 pub fn router(state: AppState) -> Router {
-    let services: Vec<Arc<dyn JsonService>> =
-        vec![Arc::new(logs::LogsService { logs: state.logs.clone() }), Arc::new(events::EventsService)];
+    let services: Vec<Arc<dyn JsonService>> = vec![
+        Arc::new(logs::LogsService { logs: state.logs.clone() }),
+        Arc::new(events::EventsService),
+        Arc::new(stepfunctions::StepFunctionsService { engine: state.stepfunctions.clone() }),
+    ];
     let dispatcher = Arc::new(json_rpc::Dispatcher::new(services));
     Router::new()
         .route("/_nimbus/health", axum::routing::get(health))

@@ -12,6 +12,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+mod task_invoker;
+
 /// mimalloc: the request paths allocate many small, short-lived buffers; glibc malloc
 /// was ~20% of a GetFunction's CPU.
 #[global_allocator]
@@ -171,7 +173,7 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
             node: interpreter("node", "NIMBUS_NODE", &["-e", "console.log(process.execPath)"]),
             async_retry_delay: Duration::from_secs_f64(args.async_retry_delay.max(0.0)),
         },
-        store,
+        store.clone(),
         blobs,
         logs.clone(),
         sandbox.clone(),
@@ -184,9 +186,14 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
             AuthMode::Strict
         }
     };
+    let stepfunctions = nimbus_stepfunctions::StepFunctionsEngine::open(
+        store,
+        Arc::new(task_invoker::LambdaTasks(functions.clone())),
+    )?;
     let app = nimbus_api::router(AppState {
         functions: functions.clone(),
         logs,
+        stepfunctions,
         auth: Arc::new(AuthConfig { mode, keys, function_secret }),
         version: env!("CARGO_PKG_VERSION"),
         endpoint_url: endpoint_url.clone(),
