@@ -260,3 +260,46 @@ async fn nested_sync_stop_and_tokens() {
     assert_eq!((info.status, info.stop_date), (Status::Aborted, Some(stop)));
     assert_eq!(info.error.as_deref(), Some("Halt"));
 }
+
+/// Scaling probe (not a CI test): `cargo test --release -p nimbus-stepfunctions --test engine map_scaling -- --ignored --nocapture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore]
+async fn map_scaling() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = open(dir.path(), Arc::new(FakeLambda::default()));
+    let def = json!({"StartAt": "Each", "States": {"Each": {
+        "Type": "Map", "MaxConcurrency": 100, "ItemsPath": "$.items", "ResultPath": null,
+        "ItemProcessor": {"StartAt": "Call", "States": {"Call": {
+            "Type": "Task", "Resource": "arn:aws:lambda:us-east-1:123456789012:function:noop",
+            "ResultPath": null, "End": true}}}, "End": true}}});
+    for (kind, express) in [("express", true), ("standard", false)] {
+        let arn = machine(&engine, kind, def.clone(), express);
+        for n in [1000usize, 2000, 4000] {
+            let input = json!({"items": (0..n).collect::<Vec<_>>()}).to_string();
+            let t = std::time::Instant::now();
+            if express {
+                engine
+                    .start_sync_execution(StartExecution {
+                        state_machine_arn: arn.clone(),
+                        name: None,
+                        input: Some(input),
+                    })
+                    .await
+                    .unwrap();
+            } else {
+                let (ex, _) = engine
+                    .start_execution(StartExecution {
+                        state_machine_arn: arn.clone(),
+                        name: None,
+                        input: Some(input),
+                    })
+                    .unwrap();
+                while engine.describe_execution(&ex).unwrap().status == Status::Running {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            }
+            let secs = t.elapsed().as_secs_f64();
+            println!("{kind} n={n}: {secs:.3}s, {:.0} items/s", n as f64 / secs);
+        }
+    }
+}
