@@ -8,7 +8,10 @@
 //!    client-observed and the REPORT line's Init Duration (target provided ≤ 5 ms);
 //! 3. warm_invoke — sequential latency (p50 ≤ 200 µs) and 64-client throughput
 //!    (≥ 10,000 invokes/s) of the provided no-op function;
-//! 4. control_api — `wrk` against GetFunction and Logs DescribeLogGroups (≥ 40,000 req/s).
+//! 4. control_api — `wrk` against GetFunction and Logs DescribeLogGroups (≥ 40,000 req/s);
+//! 5. sandbox — the container backend (cold starts, freeze/thaw, idle sandboxes);
+//! 6. stepfunctions — transitions/s of a 100-state Pass/Choice workflow, in-process and via
+//!    StartSyncExecution (≥ 100,000/s), and a 10,000-item Map invoking a no-op function.
 //!
 //! The report is pretty JSON on stdout and in bench/results/latest.json; progress goes to
 //! stderr. Every figure carries its unit, and figures with a target say whether it was met.
@@ -18,6 +21,7 @@ mod sandbox;
 mod scenarios;
 mod server;
 mod stats;
+mod stepfunctions;
 
 use anyhow::Context;
 use clap::Parser;
@@ -40,8 +44,8 @@ struct Args {
     /// Use the in-process load generator for the control API instead of wrk.
     #[arg(long)]
     no_wrk: bool,
-    /// Only these scenarios (comma-separated: start,cold,warm,control,sandbox).
-    #[arg(long, value_delimiter = ',', default_value = "start,cold,warm,control,sandbox")]
+    /// Only these scenarios (comma-separated: start,cold,warm,control,sandbox,stepfunctions).
+    #[arg(long, value_delimiter = ',', default_value = "start,cold,warm,control,sandbox,stepfunctions")]
     only: Vec<String>,
     /// Where to write the JSON report (besides stdout).
     #[arg(long, default_value_os_t = server::workspace_root().join("bench/results/latest.json"))]
@@ -140,6 +144,12 @@ async fn run(args: &Args, nimbus: &Path, rust_echo: &Path, results_dir: &Path) -
             .await
         };
         scenarios.insert("container_sandbox".into(), section(res.await));
+    }
+
+    if args.wants("stepfunctions") {
+        eprintln!("bench: 6/6 step functions (transitions/s, 10,000-item Map)");
+        let res = stepfunctions::run(&mut r, nimbus, rust_echo, args.quick, results_dir).await;
+        scenarios.insert("stepfunctions".into(), section(res));
     }
 
     Ok(json!({

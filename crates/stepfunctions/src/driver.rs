@@ -7,6 +7,7 @@ use nimbus_workflows::{Action, Event, Execution, HistoryEvent, StateMachine};
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot, watch};
 
 /// The durable part of an execution: who it is, what it runs, and the interpreter state.
@@ -111,6 +112,9 @@ impl ExecEntry {
 
 /// Upper bound of one group commit, so a flood of events still makes progress visible.
 const MAX_BATCH: usize = 4096;
+/// Commits cheaper than this are not worth delaying events for.
+const COALESCE_FROM: Duration = Duration::from_millis(1);
+const MAX_COALESCE: Duration = Duration::from_millis(20);
 
 impl StepFunctionsEngine {
     /// Runs an execution until it ends; `initial` are the actions its last persisted
@@ -128,16 +132,25 @@ impl StepFunctionsEngine {
         self.arm_machine_timeout(&entry);
         self.perform(&entry, initial);
         let mut batch = Vec::new();
+        let mut last_commit = Duration::ZERO;
         loop {
             let Some(first) = rx.recv().await else { return };
             batch.push(first);
+            // A commit rewrites the whole execution state: when that is expensive (a big
+            // Map), gather events for as long as the last commit took, so commits stay a
+            // fraction of the time rather than one per event.
+            if entry.durable && last_commit > COALESCE_FROM {
+                tokio::time::sleep(last_commit.min(MAX_COALESCE)).await;
+            }
             while batch.len() < MAX_BATCH {
                 match rx.try_recv() {
                     Ok(m) => batch.push(m),
                     Err(_) => break,
                 }
             }
+            let started = Instant::now();
             let (actions, replies, finished) = self.apply(&entry, batch.drain(..));
+            last_commit = started.elapsed();
             for (reply, date) in replies {
                 let _ = reply.send(date);
             }
