@@ -317,3 +317,35 @@ def test_execution_survives_kill_9_without_rerunning_completed_states(nimbus):
     assert start_count(s.logs, second) == 1
     types = [e["type"] for e in history(sfn, ex)]
     assert types.count("WaitStateEntered") == 1 and types.count("LambdaFunctionScheduled") == 2
+
+
+CALLBACK = """
+import json, boto3
+def handler(event, context):
+    sfn = boto3.client("stepfunctions")
+    if event.get("fail"):
+        sfn.send_task_failure(taskToken=event["token"], error="Declined", cause="said no")
+    else:
+        sfn.send_task_heartbeat(taskToken=event["token"])
+        sfn.send_task_success(taskToken=event["token"], output=json.dumps({"echo": event["v"]}))
+    return "sent"
+"""
+
+
+def test_wait_for_task_token_callbacks_from_a_function(server, sfn):
+    def sdk_ready():
+        status, _, body = server.http("GET", "/_nimbus/health")
+        return json.loads(body).get("python_sdk") == "ready"
+
+    wait_until(sdk_ready, 240, interval=0.5, what="boto3 installed for python functions")
+    cb = unique_name("sfn-callback")
+    create_function(server.lam, cb, make_zip({"lambda_function.py": CALLBACK}), Timeout=30)
+    arn = machine(sfn, {"StartAt": "Ask", "States": {"Ask": {
+        "Type": "Task", "Resource": "arn:aws:states:::lambda:invoke.waitForTaskToken",
+        "Parameters": {"FunctionName": cb,
+                       "Payload": {"token.$": "$$.Task.Token", "v.$": "$.v", "fail.$": "$.fail"}},
+        "HeartbeatSeconds": 30, "TimeoutSeconds": 60, "End": True}}})
+    d = finished(sfn, sfn.start_execution(stateMachineArn=arn, input='{"v": 7, "fail": false}')["executionArn"])
+    assert d["status"] == "SUCCEEDED" and json.loads(d["output"]) == {"echo": 7}, d
+    d = finished(sfn, sfn.start_execution(stateMachineArn=arn, input='{"v": 0, "fail": true}')["executionArn"])
+    assert (d["status"], d["error"], d["cause"]) == ("FAILED", "Declined", "said no")
