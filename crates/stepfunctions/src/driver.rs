@@ -110,6 +110,9 @@ impl ExecEntry {
     }
 }
 
+/// A StopExecution caller waiting for the (persisted) stop date.
+type StopReply = (oneshot::Sender<DateTime<Utc>>, DateTime<Utc>);
+
 /// Upper bound of one group commit, so a flood of events still makes progress visible.
 const MAX_BATCH: usize = 4096;
 /// Commits cheaper than this are not worth delaying events for.
@@ -167,7 +170,7 @@ impl StepFunctionsEngine {
         &self,
         entry: &ExecEntry,
         batch: impl Iterator<Item = Msg>,
-    ) -> (Vec<Action>, Vec<(oneshot::Sender<DateTime<Utc>>, DateTime<Utc>)>, bool) {
+    ) -> (Vec<Action>, Vec<StopReply>, bool) {
         let now = Utc::now();
         let mut actions = Vec::new();
         let mut replies = Vec::new();
