@@ -237,7 +237,16 @@ impl StepFunctionsEngine {
             })),
             Pattern::Token => Outcome::AwaitToken,
             Pattern::Sync | Pattern::Sync2 => {
-                child.wait().await;
+                // A parent that ends first (stopped, timed out, failed elsewhere) takes
+                // its `.sync` child with it, as Step Functions does.
+                tokio::select! {
+                    () = child.wait() => {}
+                    () = entry.wait() => {
+                        let cause = format!("The parent execution {} ended", entry.arn);
+                        let _ = self.stop_execution(&child.arn, Some("States.Aborted".into()), Some(cause)).await;
+                        return Outcome::AwaitToken;
+                    }
+                }
                 let info = child.state.lock().info();
                 let ok = info.status == ExecutionStatus::Succeeded;
                 let described = describe_output(&info, pattern == Pattern::Sync2);

@@ -246,6 +246,33 @@ async fn nested_sync_stop_and_tokens() {
     let info = wait_done(&engine, &exec).await;
     assert_eq!(info.output.as_deref(), Some(r#"{"x":1}"#), "{info:?}");
 
+    // Stopping a parent stops its `.sync` child.
+    let slow_child = machine(
+        &engine,
+        "slow-child",
+        json!({"StartAt": "W", "States": {"W": {"Type": "Wait", "Seconds": 300, "End": true}}}),
+        false,
+    );
+    let slow_parent = machine(
+        &engine,
+        "slow-parent",
+        json!({"StartAt": "Run", "States": {"Run": {"Type": "Task", "Resource": "arn:aws:states:::states:startExecution.sync",
+            "Parameters": {"StateMachineArn": slow_child}, "End": true}}}),
+        false,
+    );
+    let (exec, _) = engine
+        .start_execution(StartExecution { state_machine_arn: slow_parent, name: None, input: None })
+        .unwrap();
+    let child_exec = loop {
+        if let Some(c) = engine.list_executions(&slow_child, None, None, None).unwrap().items.pop() {
+            break c.arn;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    engine.stop_execution(&exec, None, None).await.unwrap();
+    let child = wait_done(&engine, &child_exec).await;
+    assert_eq!((child.status, child.error.as_deref()), (Status::Aborted, Some("States.Aborted")));
+
     let waiting = machine(
         &engine,
         "waiting",
