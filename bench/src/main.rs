@@ -32,6 +32,10 @@ use stats::Report;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+/// The allocator the server uses, so in-process figures (the ASL interpreter) match it.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(name = "nimbus-bench", about = "Benchmarks a release build of the nimbus server")]
 struct Args {
