@@ -333,3 +333,49 @@ async fn map_scaling() {
         }
     }
 }
+
+#[tokio::test]
+async fn task_and_execution_timeouts() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = open(dir.path(), Arc::new(FakeLambda::default()));
+    let run = |def: Value, name: &'static str| {
+        let engine = engine.clone();
+        async move {
+            let arn = machine(&engine, name, def, false);
+            let (exec, _) = engine
+                .start_execution(StartExecution { state_machine_arn: arn, name: None, input: None })
+                .unwrap();
+            wait_done(&engine, &exec).await
+        }
+    };
+    let token_task = |extra: Value| {
+        let mut state = json!({"Type": "Task", "Resource": "arn:aws:states:::lambda:invoke.waitForTaskToken",
+            "Parameters": {"FunctionName": "cb", "Payload": {"t.$": "$$.Task.Token"}}, "End": true});
+        state.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        json!({"StartAt": "T", "States": {"T": state}})
+    };
+    let info = run(token_task(json!({"TimeoutSeconds": 1})), "token-timeout").await;
+    assert_eq!((info.status, info.error.as_deref()), (Status::Failed, Some("States.Timeout")));
+    let info = run(token_task(json!({"TimeoutSeconds": 30, "HeartbeatSeconds": 1})), "heartbeat").await;
+    assert_eq!((info.status, info.error.as_deref()), (Status::Failed, Some("States.HeartbeatTimeout")));
+    let slow_lambda = json!({"StartAt": "T", "States": {"T": {"Type": "Task",
+        "Resource": "arn:aws:lambda:us-east-1:123456789012:function:slow", "TimeoutSeconds": 0.5, "End": true}}});
+    // TimeoutSeconds must be a positive integer: refused at creation.
+    assert!(matches!(
+        engine.create_state_machine(CreateStateMachine {
+            account: "123456789012".into(),
+            region: "us-east-1".into(),
+            name: "frac".into(),
+            definition: slow_lambda.to_string(),
+            role_arn: "arn:aws:iam::123456789012:role/sfn".into(),
+            machine_type: StateMachineType::Standard,
+            logging: None,
+            tracing_enabled: false,
+            tags: vec![],
+        }),
+        Err(Error::InvalidDefinition(_))
+    ));
+    let whole = json!({"TimeoutSeconds": 1, "StartAt": "W", "States": {"W": {"Type": "Wait", "Seconds": 30, "End": true}}});
+    let info = run(whole, "machine-timeout").await;
+    assert_eq!((info.status, info.error.as_deref()), (Status::TimedOut, Some("States.Timeout")));
+}
