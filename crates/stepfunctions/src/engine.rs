@@ -110,7 +110,13 @@ impl StepFunctionsEngine {
         for record in records {
             let mut history: Vec<HistoryEvent> = Vec::new();
             for (key, bytes) in engine.store.list(&history_collection(&record.arn))? {
-                history.extend(decode::<Vec<HistoryEvent>>("history", &key, &bytes)?);
+                // Keep the gapless run of ids: a batch written just before a crash, whose
+                // record never followed, is dropped (and rewritten under the same key).
+                for event in decode::<Vec<HistoryEvent>>("history", &key, &bytes)? {
+                    if event.id == history.len() as u64 + 1 {
+                        history.push(event);
+                    }
+                }
             }
             history.truncate(record.history_len as usize);
             let machine = match StateMachine::parse(&record.machine.definition) {
