@@ -10,12 +10,16 @@
 //!    (≥ 10,000 invokes/s) of the provided no-op function;
 //! 4. control_api — `wrk` against GetFunction and Logs DescribeLogGroups (≥ 40,000 req/s);
 //! 5. gateway — HTTP API → Lambda added latency p50 vs direct invoke (≤ 50 µs) and HTTP_PROXY
-//!    throughput vs nginx proxying the same nginx backend (≥ 1.0×).
-//! 5. async — Event invokes end to end through the durable queue (destination records in SQS);
-//! 6. scaleout — 1,000 concurrent invokes, time until all environments serve (≤ 2 s);
-//! 7. alias — weighted-alias routing overhead vs unqualified invokes.
+//!    throughput vs nginx proxying the same nginx backend (≥ 1.0×);
+//! 6. sandbox — the container backend (cold starts, freeze/thaw, idle sandboxes);
+//! 7. eventbridge — PutEvents → 100 rules → Lambda targets (≥ 20,000 events/s matched);
+//! 8. stepfunctions — transitions/s of a 100-state Pass/Choice workflow, in-process and via
+//!    StartSyncExecution (≥ 100,000/s), and a 10,000-item Map invoking a no-op function;
+//! 9. async — Event invokes end to end through the durable queue (destination records in SQS);
+//! 10. scaleout — 1,000 concurrent invokes, time until all environments serve (≤ 2 s);
+//! 11. alias — weighted-alias routing overhead vs unqualified invokes.
 //!
-//! Scenarios 5–7 are not in the default set: `--only async,scaleout,alias`.
+//! Scenarios 9–11 are not in the default set: `--only async,scaleout,alias`.
 //!
 //! The report is pretty JSON on stdout and in bench/results/latest.json; progress goes to
 //! stderr. Every figure carries its unit, and figures with a target say whether it was met.
@@ -28,6 +32,7 @@ mod sandbox;
 mod scenarios;
 mod server;
 mod stats;
+mod stepfunctions;
 
 use anyhow::Context;
 use clap::Parser;
@@ -37,6 +42,10 @@ use server::{Server, TempDir};
 use stats::Report;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+
+/// The allocator the server uses, so in-process figures (the ASL interpreter) match it.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Parser)]
 #[command(name = "nimbus-bench", about = "Benchmarks a release build of the nimbus server")]
@@ -50,12 +59,12 @@ struct Args {
     /// Use the in-process load generator for the control API instead of wrk.
     #[arg(long)]
     no_wrk: bool,
-    /// Only these scenarios (comma-separated: start,cold,warm,control,gateway,sandbox,eventbridge
-    /// — the default set — and async,scaleout,alias).
+    /// Only these scenarios (comma-separated: start,cold,warm,control,gateway,sandbox,eventbridge,
+    /// stepfunctions — the default set — and async,scaleout,alias).
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "start,cold,warm,control,gateway,sandbox,eventbridge"
+        default_value = "start,cold,warm,control,gateway,sandbox,eventbridge,stepfunctions"
     )]
     only: Vec<String>,
     /// Concurrent invokes in the scale-out scenario.
@@ -158,6 +167,12 @@ async fn run(args: &Args, nimbus: &Path, rust_echo: &Path, results_dir: &Path) -
             .await
         };
         scenarios.insert("container_sandbox".into(), section(res.await));
+    }
+
+    if args.wants("stepfunctions") {
+        eprintln!("bench: step functions (transitions/s, 10,000-item Map)");
+        let res = stepfunctions::run(&mut r, nimbus, rust_echo, args.quick, results_dir).await;
+        scenarios.insert("stepfunctions".into(), section(res));
     }
 
     if args.wants("eventbridge") {

@@ -164,3 +164,23 @@ def test_sqs_targets_and_dead_letter_queues(server):
     dead = wait_until(lambda: sqs.receive_message(QueueUrl=dlq, WaitTimeSeconds=1).get("Messages"), 20,
                       what="the undeliverable event in the DLQ")
     assert json.loads(dead[0]["Body"])["source"] == source
+
+
+def test_state_machine_target_starts_an_execution_with_the_event(server):
+    ev, sfn = server.client("events"), server.client("stepfunctions")
+    machine = sfn.create_state_machine(
+        name=unique_name("evsm"), roleArn=f"arn:aws:iam::{ACCOUNT}:role/sfn",
+        definition=json.dumps({"StartAt": "Done", "States": {"Done": {"Type": "Pass", "End": True}}}),
+    )["stateMachineArn"]
+    source = unique_name("sm-src")
+    rule = unique_name("to-sm")
+    ev.put_rule(Name=rule, EventPattern=json.dumps({"source": [source]}))
+    ev.put_targets(Rule=rule, Targets=[{"Id": "sm", "Arn": machine, "InputPath": "$.detail"}])
+    ev.put_events(Entries=[{"Source": source, "DetailType": "d", "Detail": json.dumps({"order": 7})}])
+    execs = wait_until(lambda: sfn.list_executions(stateMachineArn=machine)["executions"], 15,
+                       what="an execution started by the rule")
+    arn = execs[0]["executionArn"]
+    done = wait_until(lambda: (lambda d: d if d["status"] != "RUNNING" else None)(
+        sfn.describe_execution(executionArn=arn)), 15, what="the execution finished")
+    assert done["status"] == "SUCCEEDED"
+    assert json.loads(done["input"]) == {"order": 7}

@@ -248,6 +248,37 @@ impl From<nimbus_gateway::Error> for ApiError {
     }
 }
 
+impl From<nimbus_stepfunctions::Error> for ApiError {
+    fn from(e: nimbus_stepfunctions::Error) -> ApiError {
+        use nimbus_stepfunctions::Error as Sfn;
+        let message = e.to_string();
+        let code = match e {
+            Sfn::InvalidDefinition(_) => "InvalidDefinition",
+            Sfn::InvalidName(_) => "InvalidName",
+            Sfn::InvalidArn(_) => "InvalidArn",
+            Sfn::InvalidExecutionInput(_) => "InvalidExecutionInput",
+            Sfn::InvalidOutput(_) => "InvalidOutput",
+            Sfn::InvalidToken(_) => "InvalidToken",
+            Sfn::InvalidLoggingConfiguration(_) => "InvalidLoggingConfiguration",
+            Sfn::StateMachineAlreadyExists(_) => "StateMachineAlreadyExists",
+            Sfn::StateMachineDoesNotExist(_) => "StateMachineDoesNotExist",
+            Sfn::StateMachineTypeNotSupported(_) => "StateMachineTypeNotSupported",
+            Sfn::ExecutionDoesNotExist(_) => "ExecutionDoesNotExist",
+            Sfn::ExecutionAlreadyExists(_) => "ExecutionAlreadyExists",
+            Sfn::TaskDoesNotExist(_) => "TaskDoesNotExist",
+            Sfn::ResourceNotFound(_) => "ResourceNotFound",
+            Sfn::TooManyTags(_) => "TooManyTags",
+            Sfn::Validation(_) => "ValidationException",
+            Sfn::Store(store) => return store.into(),
+            Sfn::Internal(_) => {
+                tracing::error!("step functions: {message}");
+                return ApiError::new(500, "InternalServerError", message);
+            }
+        };
+        ApiError::new(400, code, message)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -15,6 +15,7 @@ mod lambda;
 mod logs;
 pub mod sigv4;
 mod sqs;
+mod stepfunctions;
 
 pub use auth::{AuthConfig, AuthMode, RequestContext};
 pub use error::{ApiError, Protocol};
@@ -39,6 +40,7 @@ pub struct AppState {
     pub eventbridge: Arc<nimbus_eventbridge::EventBridgeEngine>,
     pub queues: Arc<QueuesEngine>,
     pub triggers: Arc<Triggers>,
+    pub stepfunctions: Arc<nimbus_stepfunctions::StepFunctionsEngine>,
     pub auth: Arc<AuthConfig>,
     pub version: &'static str,
     /// Base URL clients reach this server at (for `Code.Location` links).
@@ -52,6 +54,7 @@ pub fn router(state: AppState) -> Router {
         Arc::new(logs::LogsService { logs: state.logs.clone() }),
         Arc::new(events::EventsService { engine: state.eventbridge.clone() }),
         Arc::new(sqs::SqsService { queues: state.queues.clone(), endpoint_url: state.endpoint_url.clone() }),
+        Arc::new(stepfunctions::StepFunctionsService { engine: state.stepfunctions.clone() }),
     ];
     let dispatcher = Arc::new(json_rpc::Dispatcher::new(services));
     Router::new()

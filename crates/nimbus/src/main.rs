@@ -12,6 +12,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+mod task_invoker;
 mod wiring;
 
 /// mimalloc: the request paths allocate many small, short-lived buffers; glibc malloc
@@ -190,9 +191,17 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
             AuthMode::Strict
         }
     };
+    let stepfunctions = nimbus_stepfunctions::StepFunctionsEngine::open(
+        store.clone(),
+        Arc::new(task_invoker::LambdaTasks(functions.clone())),
+    )?;
     let eventbridge = nimbus_eventbridge::EventBridgeEngine::open(
         store.clone(),
-        Arc::new(wiring::EventTargets { functions: functions.clone(), queues: queues.clone() }),
+        Arc::new(wiring::EventTargets {
+            functions: functions.clone(),
+            queues: queues.clone(),
+            stepfunctions: stepfunctions.clone(),
+        }),
         Duration::from_secs(1),
     )?;
     tokio::spawn(eventbridge.clone().run_scheduler());
@@ -203,6 +212,7 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
         eventbridge,
         queues: queues.clone(),
         triggers,
+        stepfunctions,
         auth: Arc::new(AuthConfig { mode, keys, function_secret }),
         version: env!("CARGO_PKG_VERSION"),
         endpoint_url: endpoint_url.clone(),

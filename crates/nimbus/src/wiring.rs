@@ -36,10 +36,11 @@ impl DestinationSink for QueueSink {
 }
 
 /// Where EventBridge delivers: Lambda functions get an asynchronous invoke (as on AWS),
-/// SQS queues a message; other services' ARNs get a clear delivery error until they exist.
+/// SQS queues a message, state machines start an execution; other services' ARNs get a clear delivery error until they exist.
 pub struct EventTargets {
     pub functions: Arc<nimbus_functions::FunctionsEngine>,
     pub queues: Arc<QueuesEngine>,
+    pub stepfunctions: Arc<nimbus_stepfunctions::StepFunctionsEngine>,
 }
 
 impl nimbus_eventbridge::TargetInvoker for EventTargets {
@@ -68,6 +69,15 @@ impl nimbus_eventbridge::TargetInvoker for EventTargets {
                 "sqs" => self
                     .queues
                     .send_message_by_arn(target_arn, SendMessage { body: input, ..Default::default() })
+                    .map(|_| ())
+                    .map_err(|e| e.to_string()),
+                "states" => self
+                    .stepfunctions
+                    .start_execution(nimbus_stepfunctions::StartExecution {
+                        state_machine_arn: target_arn.to_string(),
+                        name: None,
+                        input: Some(input),
+                    })
                     .map(|_| ())
                     .map_err(|e| e.to_string()),
                 other => {

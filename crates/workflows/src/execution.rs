@@ -137,6 +137,31 @@ pub struct Execution {
     next_id: u64,
     last_event_id: u64,
     rng: u64,
+    /// Whether `$$.Execution.Input` can be referenced: building the context object would
+    /// otherwise copy the whole execution input for every state (quadratic in a Map).
+    #[serde(default = "yes")]
+    context_input: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Could the definition read `$$.Execution.Input`? Conservative: any `$$` reference not
+/// under a context field other than the input counts.
+fn reads_execution_input(definition: &str) -> bool {
+    const SAFE: &[&str] = &[
+        "$$.Map.",
+        "$$.Task.",
+        "$$.State.",
+        "$$.StateMachine.",
+        "$$.Execution.Id",
+        "$$.Execution.Name",
+        "$$.Execution.StartTime",
+        "$$.Execution.RoleArn",
+        "$$.Execution.RedriveCount",
+    ];
+    definition.match_indices("$$").any(|(at, _)| !SAFE.iter().any(|p| definition[at..].starts_with(p)))
 }
 
 /// A thread of control: the machine itself, a Parallel branch or a Map iteration.
@@ -262,6 +287,7 @@ impl Execution {
             next_id: 1,
             last_event_id: 0,
             rng,
+            context_input: reads_execution_input(machine.definition()),
         }
     }
 
@@ -503,7 +529,7 @@ impl Execution {
         let mut ctx = json!({
             "Execution": {
                 "Id": c.execution_arn,
-                "Input": self.input,
+                "Input": if self.context_input { self.input.clone() } else { Value::Null },
                 "Name": c.execution_name,
                 "RoleArn": c.role_arn,
                 "StartTime": ts(c.start_time),
@@ -1382,5 +1408,37 @@ fn add_resource(details: &mut Value, resource: &str, family: TaskFamily) {
     if let Some(obj) = details.as_object_mut() {
         obj.insert("resourceType".into(), Value::String(ty));
         obj.insert("resource".into(), Value::String(res));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn execution_input_in_context_only_when_referenced() {
+        assert!(!reads_execution_input(r#"{"a.$": "$$.Map.Item.Value", "b.$": "$$.Execution.Id"}"#));
+        assert!(reads_execution_input(r#"{"a.$": "$$.Execution.Input.x"}"#));
+        assert!(reads_execution_input(r#"{"a.$": "$$"}"#));
+        assert!(reads_execution_input(r#"{"a.$": "$$.Execution"}"#));
+        assert!(reads_execution_input(r#"{"a.$": "States.Format('{}', $$..Input)"}"#));
+        let machine = StateMachine::parse(
+            r#"{"StartAt": "P", "States": {"P": {"Type": "Pass",
+                "Parameters": {"in.$": "$$.Execution.Input.v", "id.$": "$$.Execution.Name"}, "End": true}}}"#,
+        )
+        .unwrap();
+        let now = Utc::now();
+        let context = ExecutionContext {
+            execution_arn: "arn:aws:states:us-east-1:1:execution:m:e".into(),
+            execution_name: "e".into(),
+            state_machine_arn: "arn:aws:states:us-east-1:1:stateMachine:m".into(),
+            state_machine_name: "m".into(),
+            role_arn: "arn:aws:iam::1:role/r".into(),
+            start_time: now,
+            seed: 1,
+        };
+        let mut execution = Execution::new(&machine, json!({"v": 5}), context);
+        let step = execution.start(&machine).unwrap();
+        assert_eq!(step.actions, vec![Action::Succeed { output: json!({"in": 5, "id": "e"}) }]);
     }
 }
