@@ -9,8 +9,7 @@
 //! allocation-free child that mounts, pivots, drops privileges and execs.
 use crate::cgroups::{Cgroup, CgroupLimits, Cgroups, HostFs};
 use crate::{
-    Capabilities, ExitStatus, Instance, InstanceInfo, InstanceState, Limits, Sandbox, SandboxError,
-    SandboxSpec, Stats,
+    Capabilities, ExitStatus, Instance, InstanceInfo, Limits, Sandbox, SandboxError, SandboxSpec, Stats,
 };
 use std::collections::BTreeSet;
 use std::ffi::{CString, c_char, c_int, c_void};
@@ -213,14 +212,8 @@ pub(crate) struct Plan {
     new_process_group: bool,
     cwd: CString,
     program: CString,
-    /// Keep the strings the pointer arrays point into alive.
-    _argv: Vec<CString>,
-    _envp: Vec<CString>,
-    argv_ptrs: Vec<*const c_char>,
-    envp_ptrs: Vec<*const c_char>,
-    output: Option<OwnedFd>,
+    exec: ExecParts,
     dev_null: CString,
-    rlimits: Vec<(libc::__rlimit_resource_t, u64)>,
     flags: c_int,
     hostname: CString,
 }
@@ -229,6 +222,47 @@ fn cstr(s: impl AsRef<std::ffi::OsStr>) -> Result<CString, SandboxError> {
     use std::os::unix::ffi::OsStrExt;
     CString::new(s.as_ref().as_bytes())
         .map_err(|_| SandboxError::Setup("path or argument contains a NUL byte".into()))
+}
+
+/// What every child execs with: argv and envp as C strings with their null-terminated
+/// pointer arrays, the output descriptor, and the rlimits every sandbox gets.
+struct ExecParts {
+    /// Keep the strings the pointer arrays point into alive.
+    _argv: Vec<CString>,
+    _envp: Vec<CString>,
+    argv_ptrs: Vec<*const c_char>,
+    envp_ptrs: Vec<*const c_char>,
+    output: Option<OwnedFd>,
+    rlimits: Vec<(libc::__rlimit_resource_t, u64)>,
+}
+
+impl ExecParts {
+    fn new(spec: &SandboxSpec) -> Result<ExecParts, SandboxError> {
+        let argv: Vec<CString> = std::iter::once(cstr(&spec.program))
+            .chain(spec.args.iter().map(cstr))
+            .collect::<Result<_, _>>()?;
+        let envp: Vec<CString> =
+            spec.env.iter().map(|(k, v)| cstr(format!("{k}={v}"))).collect::<Result<_, _>>()?;
+        let ptrs = |v: &[CString]| -> Vec<*const c_char> {
+            v.iter().map(|c| c.as_ptr()).chain(std::iter::once(std::ptr::null())).collect()
+        };
+        let mut rlimits = vec![(libc::RLIMIT_CORE, 0)];
+        if let Some(n) = spec.limits.nofile {
+            rlimits.push((libc::RLIMIT_NOFILE, n));
+        }
+        let output = match &spec.output {
+            Some(fd) => Some(fd.try_clone()?),
+            None => None,
+        };
+        Ok(ExecParts {
+            argv_ptrs: ptrs(&argv),
+            envp_ptrs: ptrs(&envp),
+            _argv: argv,
+            _envp: envp,
+            output,
+            rlimits,
+        })
+    }
 }
 
 /// Builds the mount steps under the sandbox root, creating each mount point's parents once.
@@ -420,26 +454,10 @@ impl Plan {
             data: None,
         });
 
-        let argv: Vec<CString> = std::iter::once(cstr(&spec.program))
-            .chain(spec.args.iter().map(cstr))
-            .collect::<Result<_, _>>()?;
-        let envp: Vec<CString> =
-            spec.env.iter().map(|(k, v)| cstr(format!("{k}={v}"))).collect::<Result<_, _>>()?;
-        let ptrs = |v: &[CString]| -> Vec<*const c_char> {
-            v.iter().map(|c| c.as_ptr()).chain(std::iter::once(std::ptr::null())).collect()
-        };
-        let mut rlimits = vec![(libc::RLIMIT_CORE, 0)];
-        if let Some(n) = spec.limits.nofile {
-            rlimits.push((libc::RLIMIT_NOFILE, n));
-        }
         let mut flags = libc::CLONE_NEWNS | libc::CLONE_NEWPID | libc::CLONE_NEWIPC | libc::CLONE_NEWUTS;
         if spec.isolate_network {
             flags |= libc::CLONE_NEWNET;
         }
-        let output = match &spec.output {
-            Some(fd) => Some(fd.try_clone()?),
-            None => None,
-        };
         Ok(Plan {
             cgroup_procs: cgroup.procs_files().iter().map(cstr).collect::<Result<_, _>>()?,
             steps: b.steps,
@@ -448,13 +466,8 @@ impl Plan {
             new_process_group: false,
             cwd: cstr(&spec.cwd)?,
             program: cstr(&spec.program)?,
-            argv_ptrs: ptrs(&argv),
-            envp_ptrs: ptrs(&envp),
-            _argv: argv,
-            _envp: envp,
-            output,
+            exec: ExecParts::new(spec)?,
             dev_null: cstr("/dev/null")?,
-            rlimits,
             flags,
             hostname: cstr("localhost")?,
         })
@@ -465,25 +478,11 @@ impl Plan {
     /// vfork-style clone (a fork of a large server copies its page tables on every start).
     pub(crate) fn plain(spec: &SandboxSpec) -> Result<Plan, SandboxError> {
         let program = resolve_program(&spec.program, &spec.env);
-        let argv: Vec<CString> = std::iter::once(cstr(&spec.program))
-            .chain(spec.args.iter().map(cstr))
-            .collect::<Result<_, _>>()?;
-        let envp: Vec<CString> =
-            spec.env.iter().map(|(k, v)| cstr(format!("{k}={v}"))).collect::<Result<_, _>>()?;
-        let ptrs = |v: &[CString]| -> Vec<*const c_char> {
-            v.iter().map(|c| c.as_ptr()).chain(std::iter::once(std::ptr::null())).collect()
-        };
-        let mut rlimits = vec![(libc::RLIMIT_CORE, 0)];
-        if let Some(n) = spec.limits.nofile {
-            rlimits.push((libc::RLIMIT_NOFILE, n));
-        }
+        let mut exec = ExecParts::new(spec)?;
         if let Some(mb) = spec.limits.fsize_mb {
-            rlimits.push((libc::RLIMIT_FSIZE, mb * 1024 * 1024));
+            // The process backend's stand-in for the /tmp quota.
+            exec.rlimits.push((libc::RLIMIT_FSIZE, mb * 1024 * 1024));
         }
-        let output = match &spec.output {
-            Some(fd) => Some(fd.try_clone()?),
-            None => None,
-        };
         Ok(Plan {
             cgroup_procs: Vec::new(),
             steps: Vec::new(),
@@ -492,13 +491,8 @@ impl Plan {
             new_process_group: true,
             cwd: cstr(&spec.cwd)?,
             program: cstr(&program)?,
-            argv_ptrs: ptrs(&argv),
-            envp_ptrs: ptrs(&envp),
-            _argv: argv,
-            _envp: envp,
-            output,
+            exec,
             dev_null: cstr("/dev/null")?,
-            rlimits,
             flags: 0,
             hostname: cstr("localhost")?,
         })
@@ -684,11 +678,11 @@ extern "C" fn child_main(arg: *mut c_void) -> c_int {
             child_fail(err, STEP_SETUP);
         }
         let null = libc::open(plan.dev_null.as_ptr(), libc::O_RDWR);
-        let out = plan.output.as_ref().map_or(null, |fd| fd.as_raw_fd());
+        let out = plan.exec.output.as_ref().map_or(null, |fd| fd.as_raw_fd());
         if null < 0 || libc::dup2(null, 0) < 0 || libc::dup2(out, 1) < 0 || libc::dup2(out, 2) < 0 {
             child_fail(err, STEP_SETUP);
         }
-        for (resource, value) in &plan.rlimits {
+        for (resource, value) in &plan.exec.rlimits {
             let lim = libc::rlimit { rlim_cur: *value, rlim_max: *value };
             if libc::setrlimit(*resource, &lim) != 0 {
                 child_fail(err, STEP_SETUP);
@@ -723,7 +717,7 @@ extern "C" fn child_main(arg: *mut c_void) -> c_int {
             std::ptr::null_mut::<libc::sigset_t>(),
             8usize,
         );
-        libc::execve(plan.program.as_ptr(), plan.argv_ptrs.as_ptr(), plan.envp_ptrs.as_ptr());
+        libc::execve(plan.program.as_ptr(), plan.exec.argv_ptrs.as_ptr(), plan.exec.envp_ptrs.as_ptr());
         child_fail(err, STEP_EXEC)
     }
 }
@@ -898,13 +892,7 @@ impl Instance for ContainerInstance {
     }
 
     fn wait(&self) -> std::pin::Pin<Box<dyn Future<Output = ExitStatus> + Send + '_>> {
-        let mut rx = self.exited.clone();
-        Box::pin(async move {
-            match rx.wait_for(Option::is_some).await {
-                Ok(v) => v.unwrap_or(ExitStatus::Code(-1)),
-                Err(_) => ExitStatus::Code(-1),
-            }
-        })
+        crate::wait_exited(&self.exited)
     }
 
     fn stats(&self) -> Stats {
@@ -912,11 +900,7 @@ impl Instance for ContainerInstance {
     }
 
     fn inspect(&self) -> InstanceInfo {
-        let state = match *self.exited.borrow() {
-            Some(s) => InstanceState::Exited(s),
-            None if self.paused.load(Ordering::Relaxed) => InstanceState::Paused,
-            None => InstanceState::Running,
-        };
+        let state = crate::state_of(&self.exited, self.paused.load(Ordering::Relaxed));
         InstanceInfo { pid: self.pid as u32, state, cgroup: Some(self.cgroup.path().display().to_string()) }
     }
 

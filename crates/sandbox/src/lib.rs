@@ -129,6 +129,28 @@ pub struct InstanceInfo {
     pub cgroup: Option<String>,
 }
 
+/// Resolves when a backend's exit watcher has published the exit status.
+pub(crate) fn wait_exited(
+    rx: &tokio::sync::watch::Receiver<Option<ExitStatus>>,
+) -> std::pin::Pin<Box<dyn Future<Output = ExitStatus> + Send + 'static>> {
+    let mut rx = rx.clone();
+    Box::pin(async move {
+        match rx.wait_for(Option::is_some).await {
+            Ok(v) => v.unwrap_or(ExitStatus::Code(-1)),
+            Err(_) => ExitStatus::Code(-1),
+        }
+    })
+}
+
+/// The state `inspect` reports, from the exit watcher and whether the sandbox is paused.
+pub(crate) fn state_of(rx: &tokio::sync::watch::Receiver<Option<ExitStatus>>, paused: bool) -> InstanceState {
+    match *rx.borrow() {
+        Some(s) => InstanceState::Exited(s),
+        None if paused => InstanceState::Paused,
+        None => InstanceState::Running,
+    }
+}
+
 /// A backend (the driver). Chosen once at start.
 pub trait Sandbox: Send + Sync + 'static {
     /// `process`, `container`, `mock`…

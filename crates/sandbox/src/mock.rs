@@ -1,8 +1,7 @@
 //! The `mock` backend: runs nothing, records what it was asked, and exits when a test says
 //! so — for unit tests of the code that drives sandboxes (schedulers, environment pools).
 use crate::{
-    Capabilities, ExitStatus, Instance, InstanceInfo, InstanceState, Limits, Sandbox, SandboxError,
-    SandboxSpec, Stats,
+    Capabilities, ExitStatus, Instance, InstanceInfo, Limits, Sandbox, SandboxError, SandboxSpec, Stats,
 };
 use parking_lot::Mutex;
 use std::sync::Arc;
@@ -126,13 +125,7 @@ impl Instance for MockInstance {
         }
     }
     fn wait(&self) -> std::pin::Pin<Box<dyn Future<Output = ExitStatus> + Send + '_>> {
-        let mut rx = self.exited.clone();
-        Box::pin(async move {
-            match rx.wait_for(Option::is_some).await {
-                Ok(v) => v.unwrap_or(ExitStatus::Code(-1)),
-                Err(_) => ExitStatus::Code(-1),
-            }
-        })
+        crate::wait_exited(&self.exited)
     }
     fn stats(&self) -> Stats {
         Stats { peak_memory_bytes: *self.handle.peak.lock() }
@@ -143,11 +136,7 @@ impl Instance for MockInstance {
             MockCall::Resume => Some(false),
             _ => None,
         });
-        let state = match *self.exited.borrow() {
-            Some(s) => InstanceState::Exited(s),
-            None if paused == Some(true) => InstanceState::Paused,
-            None => InstanceState::Running,
-        };
+        let state = crate::state_of(&self.exited, paused == Some(true));
         InstanceInfo { pid: self.id, state, cgroup: None }
     }
     fn update_limits(&self, _limits: &Limits) -> Result<(), SandboxError> {
@@ -175,7 +164,7 @@ mod tests {
         };
         let i = sb.start(spec).unwrap();
         i.pause().unwrap();
-        assert_eq!(i.inspect().state, InstanceState::Paused);
+        assert_eq!(i.inspect().state, crate::InstanceState::Paused);
         i.resume().unwrap();
         let h = &sb.started()[0];
         assert_eq!(h.program, "/bin/runtime");

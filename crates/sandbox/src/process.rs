@@ -2,8 +2,7 @@
 //! gives (own working dir, environment, process group, rlimits); the container backend
 //! adds namespaces and cgroups.
 use crate::{
-    Capabilities, ExitStatus, Instance, InstanceInfo, InstanceState, Limits, Sandbox, SandboxError,
-    SandboxSpec, Stats,
+    Capabilities, ExitStatus, Instance, InstanceInfo, Limits, Sandbox, SandboxError, SandboxSpec, Stats,
 };
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
@@ -102,13 +101,7 @@ impl Instance for ProcessInstance {
     }
 
     fn wait(&self) -> std::pin::Pin<Box<dyn Future<Output = ExitStatus> + Send + '_>> {
-        let mut rx = self.exited.clone();
-        Box::pin(async move {
-            match rx.wait_for(Option::is_some).await {
-                Ok(v) => v.unwrap_or(ExitStatus::Code(-1)),
-                Err(_) => ExitStatus::Code(-1),
-            }
-        })
+        crate::wait_exited(&self.exited)
     }
 
     fn stats(&self) -> Stats {
@@ -131,11 +124,7 @@ impl Instance for ProcessInstance {
     }
 
     fn inspect(&self) -> InstanceInfo {
-        let state = match *self.exited.borrow() {
-            Some(s) => InstanceState::Exited(s),
-            None if self.paused.load(Ordering::Relaxed) => InstanceState::Paused,
-            None => InstanceState::Running,
-        };
+        let state = crate::state_of(&self.exited, self.paused.load(Ordering::Relaxed));
         InstanceInfo { pid: self.pid, state, cgroup: None }
     }
 
