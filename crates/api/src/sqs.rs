@@ -289,8 +289,23 @@ fn failed_entry(id: &str, e: ApiError) -> Value {
     json!({"Id": id, "SenderFault": !e.status.is_server_error(), "Code": e.batch_code(), "Message": e.message})
 }
 
-fn batch_result(successful: Vec<Value>, failed: Vec<Value>) -> Value {
-    json!({"Successful": successful, "Failed": failed})
+/// Runs a batch operation entry by entry, as SQS does: a client error fails only that
+/// entry (listed under `Failed`), a server error fails the whole call.
+fn run_batch<E>(
+    entries: Vec<E>,
+    id: impl Fn(&E) -> String,
+    mut op: impl FnMut(E) -> Result<Value, ApiError>,
+) -> Result<Value, ApiError> {
+    let (mut ok, mut failed) = (Vec::new(), Vec::new());
+    for entry in entries {
+        let entry_id = id(&entry);
+        match op(entry) {
+            Ok(v) => ok.push(v),
+            Err(e) if e.status.is_server_error() => return Err(e),
+            Err(e) => failed.push(failed_entry(&entry_id, e)),
+        }
+    }
+    Ok(json!({"Successful": ok, "Failed": failed}))
 }
 
 impl SqsService {
@@ -391,28 +406,26 @@ impl SqsService {
                 if total > max as usize {
                     return Err(nimbus_queues::Error::BatchRequestTooLong(max).into());
                 }
-                let (mut ok, mut failed) = (Vec::new(), Vec::new());
-                for entry in i.entries {
-                    let id = entry.id.clone();
-                    match send_message(entry).and_then(|m| q.send_message(&r, m).map_err(ApiError::from)) {
-                        Ok(sent) => {
-                            let mut o = Map::new();
-                            o.insert("Id".into(), json!(id));
-                            o.insert("MessageId".into(), json!(sent.message_id));
-                            o.insert("MD5OfMessageBody".into(), json!(sent.md5_of_body));
-                            if let Some(m) = sent.md5_of_message_attributes {
-                                o.insert("MD5OfMessageAttributes".into(), json!(m));
-                            }
-                            if let Some(m) = sent.md5_of_system_attributes {
-                                o.insert("MD5OfMessageSystemAttributes".into(), json!(m));
-                            }
-                            ok.push(Value::Object(o));
+                run_batch(
+                    i.entries,
+                    |e| e.id.clone(),
+                    |entry| {
+                        let id = entry.id.clone();
+                        let sent = send_message(entry)
+                            .and_then(|m| q.send_message(&r, m).map_err(ApiError::from))?;
+                        let mut o = Map::new();
+                        o.insert("Id".into(), json!(id));
+                        o.insert("MessageId".into(), json!(sent.message_id));
+                        o.insert("MD5OfMessageBody".into(), json!(sent.md5_of_body));
+                        if let Some(m) = sent.md5_of_message_attributes {
+                            o.insert("MD5OfMessageAttributes".into(), json!(m));
                         }
-                        Err(e) if e.status.is_server_error() => return Err(e),
-                        Err(e) => failed.push(failed_entry(&id, e)),
-                    }
-                }
-                batch_result(ok, failed)
+                        if let Some(m) = sent.md5_of_system_attributes {
+                            o.insert("MD5OfMessageSystemAttributes".into(), json!(m));
+                        }
+                        Ok(Value::Object(o))
+                    },
+                )?
             }
             "ReceiveMessage" => {
                 let i: ReceiveMessage = parse(input)?;
@@ -453,20 +466,14 @@ impl SqsService {
                 let i: BatchInput = parse(input)?;
                 let r = self.queue_ref(ctx, &i.queue_url)?;
                 validate_batch_ids(i.entries.iter().map(|e| e.id.as_str()))?;
-                let (mut ok, mut failed) = (Vec::new(), Vec::new());
-                for e in i.entries {
-                    match q.delete_message(&r, &e.receipt_handle) {
-                        Ok(()) => ok.push(json!({"Id": e.id})),
-                        Err(err) => {
-                            let err = ApiError::from(err);
-                            if err.status.is_server_error() {
-                                return Err(err);
-                            }
-                            failed.push(failed_entry(&e.id, err));
-                        }
-                    }
-                }
-                batch_result(ok, failed)
+                run_batch(
+                    i.entries,
+                    |e| e.id.clone(),
+                    |e| {
+                        q.delete_message(&r, &e.receipt_handle)?;
+                        Ok(json!({"Id": e.id}))
+                    },
+                )?
             }
             "ChangeMessageVisibility" => {
                 let i: ChangeVisibility = parse(input)?;
@@ -481,21 +488,18 @@ impl SqsService {
                 let i: BatchInput = parse(input)?;
                 let r = self.queue_ref(ctx, &i.queue_url)?;
                 validate_batch_ids(i.entries.iter().map(|e| e.id.as_str()))?;
-                let (mut ok, mut failed) = (Vec::new(), Vec::new());
-                for e in i.entries {
-                    let vis = e.visibility_timeout.unwrap_or(0);
-                    match q.change_message_visibility(&r, &e.receipt_handle, vis) {
-                        Ok(()) => ok.push(json!({"Id": e.id})),
-                        Err(err) => {
-                            let err = ApiError::from(err);
-                            if err.status.is_server_error() {
-                                return Err(err);
-                            }
-                            failed.push(failed_entry(&e.id, err));
-                        }
-                    }
-                }
-                batch_result(ok, failed)
+                run_batch(
+                    i.entries,
+                    |e| e.id.clone(),
+                    |e| {
+                        q.change_message_visibility(
+                            &r,
+                            &e.receipt_handle,
+                            e.visibility_timeout.unwrap_or(0),
+                        )?;
+                        Ok(json!({"Id": e.id}))
+                    },
+                )?
             }
             _ => return Err(unknown_operation(&format!("AmazonSQS.{operation}"))),
         })
