@@ -39,6 +39,11 @@ command -v zip >/dev/null 2>&1 || missing+=(zip)
 command -v unzip >/dev/null 2>&1 || missing+=(unzip)
 # pgrep (the container sandbox tests look for processes a function left behind).
 command -v pgrep >/dev/null 2>&1 || missing+=(procps)
+# Container images are built from busybox-static; the registry is driven by skopeo and
+# podman (ECR issue), as a user would.
+dpkg -s busybox-static >/dev/null 2>&1 || missing+=(busybox-static)
+command -v skopeo >/dev/null 2>&1 || missing+=(skopeo)
+command -v podman >/dev/null 2>&1 || missing+=(podman)
 if ((${#missing[@]})); then
     apt_install "${missing[@]}"
 fi

@@ -19,15 +19,23 @@
 //! 10. scaleout — 1,000 concurrent invokes, time until all environments serve (≤ 2 s);
 //! 11. alias — weighted-alias routing overhead vs unqualified invokes.
 //!
-//! Scenarios 9–11 are not in the default set: `--only async,scaleout,alias`.
+//! 12. ecs — RunTask → RUNNING (≤ 50 ms p50), sustained launches (≥ 100 tasks/s), service
+//!     replacement after a kill (≤ 1 s), `podman run --rm` of the same image for reference;
+//! 13. registry — push/pull of a ~500 MB image and of 1,000 small blobs, 50 tasks pulling
+//!     one never-unpacked image, skopeo copy into the registry vs into a directory.
+//!
+//! Scenarios 9–13 are not in the default set: `--only async,scaleout,alias,ecs,registry`.
+//! 12 and 13 need root (the container sandbox), busybox-static, podman and skopeo.
 //!
 //! The report is pretty JSON on stdout and in bench/results/latest.json; progress goes to
 //! stderr. Every figure carries its unit, and figures with a target say whether it was met.
+mod ecs;
 mod eventbridge;
 mod gateway;
 mod http;
 mod issue4;
 mod lambda;
+mod oci;
 mod sandbox;
 mod scenarios;
 mod server;
@@ -60,7 +68,7 @@ struct Args {
     #[arg(long)]
     no_wrk: bool,
     /// Only these scenarios (comma-separated: start,cold,warm,control,gateway,sandbox,eventbridge,
-    /// stepfunctions — the default set — and async,scaleout,alias).
+    /// stepfunctions — the default set — and async,scaleout,alias,ecs,registry).
     #[arg(
         long,
         value_delimiter = ',',
@@ -210,6 +218,17 @@ async fn run(args: &Args, nimbus: &Path, rust_echo: &Path, results_dir: &Path) -
             .await;
             scenarios.insert("alias_routing".into(), section(res));
         }
+    }
+
+    if args.wants("ecs") {
+        eprintln!("bench: ECS (RunTask → RUNNING, sustained launches, replacement, podman reference)");
+        let res = ecs::run(&mut r, nimbus, results_dir, args.quick).await;
+        scenarios.insert("ecs".into(), section(res));
+    }
+    if args.wants("registry") {
+        eprintln!("bench: registry (500 MB image, 1,000 small blobs, 50 concurrent task pulls, skopeo)");
+        let res = ecs::registry(&mut r, nimbus, results_dir, args.quick).await;
+        scenarios.insert("registry".into(), section(res));
     }
 
     Ok(json!({

@@ -58,6 +58,7 @@ fn sleeper() -> SandboxSpec {
         limits: Limits { memory_mb: Some(128), pids_max: Some(16), ..Default::default() },
         fs: FsView { tmp_mb: 512, ..Default::default() },
         isolate_network: false,
+        ..Default::default()
     }
 }
 

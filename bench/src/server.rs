@@ -67,7 +67,18 @@ impl Server {
         log: &Path,
         sandbox: &str,
     ) -> anyhow::Result<(Server, StartTimings)> {
-        Self::try_start(bin, data_dir, log, sandbox).await.map_err(|e| {
+        Self::start_with(bin, data_dir, log, sandbox, &[]).await
+    }
+
+    /// `start` with extra server flags (e.g. `--registry-listen`).
+    pub async fn start_with(
+        bin: &Path,
+        data_dir: &Path,
+        log: &Path,
+        sandbox: &str,
+        extra: &[String],
+    ) -> anyhow::Result<(Server, StartTimings)> {
+        Self::try_start(bin, data_dir, log, sandbox, extra).await.map_err(|e| {
             // The server's last words usually say why.
             let text = strip_ansi(&std::fs::read_to_string(log).unwrap_or_default());
             let tail: Vec<&str> = text.lines().rev().take(5).collect();
@@ -86,12 +97,14 @@ impl Server {
         data_dir: &Path,
         log: &Path,
         sandbox: &str,
+        extra: &[String],
     ) -> anyhow::Result<(Server, StartTimings)> {
         let log = std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
         let t0 = Instant::now();
         let mut child = Command::new(bin)
             .args(["server", "--listen", "127.0.0.1:0", "--sandbox", sandbox, "--data-dir"])
             .arg(data_dir)
+            .args(extra)
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

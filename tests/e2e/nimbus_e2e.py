@@ -28,6 +28,7 @@ FIXTURES = ROOT / "tests" / "fixtures"
 ROLE = "arn:aws:iam::123456789012:role/lambda-role"
 DEFAULT_ACCOUNT = "000000000000"
 READY_RE = re.compile(r"nimbus listening on (http://127\.0\.0\.1:(\d+)) \(sandbox: ([\w-]+)\)")
+REGISTRY_RE = re.compile(r"registry listening on http://(127\.0\.0\.1:(\d+))")
 READY_TIMEOUT = 20.0
 STREAM_RE = r"\d{4}/\d{2}/\d{2}/\[\$LATEST\][0-9a-f]{32}"
 
@@ -74,6 +75,9 @@ class NimbusServer:
         self.pgids: list[int] = []
         self.endpoint = ""
         self.port = 0
+        # The OCI registry listener (ECR data plane): "127.0.0.1:<port>" and its port.
+        self.registry_addr = ""
+        self.registry_port = 0
         self.sandbox = ""
         self.ready_line = ""
         self.starts = 0
@@ -92,8 +96,11 @@ class NimbusServer:
         cmd = [str(NIMBUS_BIN), "server"]
         if self.use_flags:
             cmd += ["--listen", "127.0.0.1:0", "--data-dir", str(self.data_dir)]
+            if not any(a.startswith("--registry-listen") for a in self.args):
+                cmd += ["--registry-listen", "127.0.0.1:0"]
         cmd += list(self.args)
-        env = {**os.environ, **self.env}
+        # Never the fixed default registry port: parallel servers would collide on it.
+        env = {**os.environ, "NIMBUS_REGISTRY_LISTEN": "127.0.0.1:0", **self.env}
         with open(out_path, "wb") as out, open(self.stderr_path, "ab") as err:
             err.write(f"\n--- start #{self.starts}: {' '.join(cmd)}\n".encode())
             err.flush()
@@ -108,6 +115,14 @@ class NimbusServer:
             if m:
                 self.ready_line = m.group(0)
                 self.endpoint, self.port, self.sandbox = m.group(1), int(m.group(2)), m.group(3)
+                # The registry's line follows the ready line at once.
+                r = REGISTRY_RE.search(text)
+                settle = time.monotonic() + 5
+                while r is None and time.monotonic() < settle and self.proc.poll() is None:
+                    time.sleep(0.01)
+                    r = REGISTRY_RE.search(out_path.read_text(errors="replace"))
+                if r:
+                    self.registry_addr, self.registry_port = r.group(1), int(r.group(2))
                 self._clients.clear()
                 return self
             if self.proc.poll() is not None:

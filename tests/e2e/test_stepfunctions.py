@@ -161,7 +161,8 @@ def test_lambda_invoke_envelope_and_unhandled_error(sfn, functions):
         "Type": "Task", "Resource": "arn:aws:states:::ecs:runTask.sync",
         "Parameters": {"TaskDefinition": "x"}, "End": True}}})
     d = finished(sfn, sfn.start_execution(stateMachineArn=ecs)["executionArn"])
-    assert d["error"] == "States.TaskFailed" and "ECS is not available" in d["cause"]
+    # ECS exists now (tests/e2e/test_ecs_integrations.py): its API errors are named `ECS.<code>`.
+    assert d["error"] == "ECS.ClusterNotFoundException" and "Cluster not found" in d["cause"]
 
 
 def test_nested_wait_stop_and_listing_with_the_cli(server, sfn):

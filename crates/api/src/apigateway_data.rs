@@ -233,6 +233,12 @@ async fn serve(s: AppState, t: Target, req: Request) -> Response {
     if let Some(live) = &live {
         access_log(&s, live, &trace, started);
     }
+    if let Some(usage) = &s.usage
+        && !trace.route_key.is_empty()
+    {
+        let at_ms = trace.time.timestamp_millis().max(0) as u64;
+        usage.recorder.record_request(&trace.api_id, &trace.route_key, at_ms);
+    }
     resp
 }
 
@@ -431,19 +437,50 @@ async fn handle_inner(
     let integration = route.integration_id().and_then(|id| served.integration(id)).ok_or_else(not_found)?;
     let timeout = Duration::from_millis(integration.timeout_in_millis.clamp(50, gw::MAX_TIMEOUT_MS) as u64);
     if integration.integration_type == "HTTP_PROXY" {
-        let vars = Vars::new(&parts.headers, &raw_query, t, &path_parameters, stage, trace, started);
-        let fwd = forward_request(
-            integration,
-            route,
-            route_path,
-            &parts.headers,
-            &raw_query,
-            &path_parameters,
-            &vars,
-        );
-        let result = match fwd {
-            Ok((uri, headers)) => proxy(parts.method, uri, headers, body, timeout, &trace.source_ip).await,
-            Err(e) => Err((message(500, "Internal Server Error"), e)),
+        // A private integration: one healthy target of the ELBv2 target group, round-robin.
+        let target_group = integration.integration_uri.as_deref().and_then(gw::elb_target_group_of);
+        // A target that refuses the connection (its task just stopped, or its server is not
+        // listening yet, so the host port's forwarder hangs up) can hand a request without a
+        // body to the next target instead of failing — as a load balancer's "next upstream".
+        let resendable = target_group.is_some() && axum::body::HttpBody::is_end_stream(&body);
+        let idempotent = parts.method.is_idempotent();
+        let mut body = Some(body);
+        let mut attempts = 0;
+        let result = loop {
+            attempts += 1;
+            let private = match target_group {
+                Some(arn) => match s.ecs.pick_target(arn) {
+                    Some(addr) => Some(PrivateTarget { addr, path: &t.path }),
+                    None => {
+                        trace.integration_error = Some(format!("no healthy target in {arn}"));
+                        return Err(into_response(message(503, "Service Unavailable")));
+                    }
+                },
+                None => None,
+            };
+            let vars = Vars::new(&parts.headers, &raw_query, t, &path_parameters, stage, trace, started);
+            let fwd = forward_request(
+                integration,
+                private,
+                route,
+                route_path,
+                &parts.headers,
+                &raw_query,
+                &path_parameters,
+                &vars,
+            );
+            let (uri, headers) = match fwd {
+                Ok(f) => f,
+                Err(e) => break Err((message(500, "Internal Server Error"), e)),
+            };
+            let body = body.take().unwrap_or_else(Body::empty);
+            match proxy(parts.method.clone(), uri, headers, body, timeout, &trace.source_ip).await {
+                Err(ProxyError { refused, hung_up, .. })
+                    if resendable
+                        && (refused || (hung_up && idempotent))
+                        && attempts < MAX_TARGET_ATTEMPTS => {}
+                other => break other.map_err(|e| e.failure),
+            }
         };
         trace.integration_latency_ms = Some(started.elapsed().as_millis());
         return match result {
@@ -739,11 +776,21 @@ const HOP_BY_HOP: &[&str] = &[
     "host",
 ];
 
+/// Where a private integration (an ELBv2 target group URI) sends this request.
+struct PrivateTarget<'a> {
+    /// The target picked from the group's healthy targets.
+    addr: std::net::SocketAddr,
+    /// The request path as the API saw it: like AWS, private integrations forward it whole,
+    /// stage segment included (parameter mapping can overwrite it).
+    path: &'a str,
+}
+
 /// The upstream URI and headers: `{var}`s in the integration URI take path parameters,
 /// the `$default` route appends the request path, then the parameter mapping applies.
 #[allow(clippy::too_many_arguments)]
 fn forward_request(
     i: &gw::Integration,
+    private: Option<PrivateTarget>,
     route: &gw::Route,
     route_path: &str,
     headers: &HeaderMap,
@@ -751,28 +798,38 @@ fn forward_request(
     path_parameters: &[(String, String)],
     vars: &Vars,
 ) -> Result<(Uri, HeaderMap), String> {
-    let base: Uri = i
-        .integration_uri
-        .as_deref()
-        .unwrap_or("")
-        .parse()
-        .map_err(|e| format!("bad integration URI: {e}"))?;
-    if base.scheme_str() != Some("http") {
-        return Err("only http:// integration URIs are supported by this build".into());
-    }
-    let authority = base.authority().ok_or("integration URI has no host")?.clone();
-    let mut path = base.path().to_string();
-    for (k, v) in path_parameters {
-        path = path.replace(&format!("{{{k}}}"), &utf8_percent_encode(v, PATH_VALUE).to_string());
-        path = path.replace(&format!("{{{k}+}}"), &utf8_percent_encode(v, PATH_VALUE).to_string());
-    }
-    if route.route_key == "$default" {
-        path = format!("{}{}", path.trim_end_matches('/'), route_path);
-    }
     let mut query = raw_query.to_string();
-    if let Some(q) = base.query() {
-        query = if query.is_empty() { q.to_string() } else { format!("{q}&{query}") };
-    }
+    let (authority, mut path) = match private {
+        Some(p) => {
+            let authority: http::uri::Authority =
+                p.addr.to_string().parse().map_err(|e| format!("bad target address: {e}"))?;
+            (authority, p.path.to_string())
+        }
+        None => {
+            let base: Uri = i
+                .integration_uri
+                .as_deref()
+                .unwrap_or("")
+                .parse()
+                .map_err(|e| format!("bad integration URI: {e}"))?;
+            if base.scheme_str() != Some("http") {
+                return Err("only http:// integration URIs are supported by this build".into());
+            }
+            let authority = base.authority().ok_or("integration URI has no host")?.clone();
+            let mut path = base.path().to_string();
+            for (k, v) in path_parameters {
+                path = path.replace(&format!("{{{k}}}"), &utf8_percent_encode(v, PATH_VALUE).to_string());
+                path = path.replace(&format!("{{{k}+}}"), &utf8_percent_encode(v, PATH_VALUE).to_string());
+            }
+            if route.route_key == "$default" {
+                path = format!("{}{}", path.trim_end_matches('/'), route_path);
+            }
+            if let Some(q) = base.query() {
+                query = if query.is_empty() { q.to_string() } else { format!("{q}&{query}") };
+            }
+            (authority, path)
+        }
+    };
     let mut out_headers = HeaderMap::new();
     for (k, v) in headers {
         if !HOP_BY_HOP.contains(&k.as_str()) {
@@ -818,6 +875,36 @@ fn forward_request(
     Ok((uri, out_headers))
 }
 
+/// Tries per request of a private integration when targets refuse connections.
+const MAX_TARGET_ATTEMPTS: u32 = 3;
+
+struct ProxyError {
+    failure: Failure,
+    /// The upstream connection could not be made: the request was not sent.
+    refused: bool,
+    /// The upstream closed the connection without answering (a forwarder whose target is
+    /// not listening does this); only an idempotent request may be sent again.
+    hung_up: bool,
+}
+
+impl From<Failure> for ProxyError {
+    fn from(failure: Failure) -> ProxyError {
+        ProxyError { failure, refused: false, hung_up: false }
+    }
+}
+
+/// Whether a client error is hyper's "connection closed before message completed".
+fn closed_without_answer(e: &hyper_util::client::legacy::Error) -> bool {
+    let mut source = std::error::Error::source(e);
+    while let Some(err) = source {
+        if let Some(h) = err.downcast_ref::<hyper::Error>() {
+            return h.is_incomplete_message();
+        }
+        source = err.source();
+    }
+    false
+}
+
 async fn proxy(
     method: axum::http::Method,
     uri: Uri,
@@ -825,7 +912,7 @@ async fn proxy(
     body: Body,
     timeout: Duration,
     source_ip: &str,
-) -> Result<Response, Failure> {
+) -> Result<Response, ProxyError> {
     let mut req = http::Request::new(body);
     *req.method_mut() = method;
     *req.uri_mut() = uri;
@@ -834,8 +921,14 @@ async fn proxy(
         req.headers_mut().append("x-forwarded-for", v);
     }
     let resp = match tokio::time::timeout(timeout, client().request(req)).await {
-        Err(_) => return Err((message(504, "Gateway Timeout"), "Integration timed out".into())),
-        Ok(Err(e)) => return Err((message(500, "Internal Server Error"), format!("upstream: {e}"))),
+        Err(_) => return Err((message(504, "Gateway Timeout"), "Integration timed out".to_string()).into()),
+        Ok(Err(e)) => {
+            return Err(ProxyError {
+                refused: e.is_connect(),
+                hung_up: closed_without_answer(&e),
+                failure: (message(500, "Internal Server Error"), format!("upstream: {e}")),
+            });
+        }
         Ok(Ok(r)) => r,
     };
     let (mut parts, incoming) = resp.into_parts();
@@ -854,7 +947,7 @@ async fn proxy(
     if small {
         let bytes = axum::body::to_bytes(Body::new(incoming), BUFFERED_RESPONSE_MAX)
             .await
-            .map_err(|e| (message(502, "Bad Gateway"), format!("upstream body: {e}")))?;
+            .map_err(|e| ProxyError::from((message(502, "Bad Gateway"), format!("upstream body: {e}"))))?;
         return Ok(Response::from_parts(parts, Body::from(bytes)));
     }
     Ok(Response::from_parts(parts, Body::new(incoming)))
@@ -907,7 +1000,7 @@ mod tests {
         };
         let route = gw::Route { route_key: "ANY /api/{proxy+}".into(), ..gw::Route::default() };
         let (uri, h) =
-            forward_request(&integration, &route, "/api/x/y", &headers, "q=1", &params, &vars).unwrap();
+            forward_request(&integration, None, &route, "/api/x/y", &headers, "q=1", &params, &vars).unwrap();
         assert_eq!(uri.to_string(), "http://127.0.0.1:9000/base/x/y%20z?q=1");
         assert_eq!(h.get("x-req").and_then(|v| v.to_str().ok()), Some("r1"));
         assert_eq!(h.get("host").and_then(|v| v.to_str().ok()), Some("127.0.0.1:9000"));
@@ -915,10 +1008,31 @@ mod tests {
         let default = gw::Route { route_key: "$default".into(), ..gw::Route::default() };
         let plain =
             gw::Integration { integration_uri: Some("http://h:1/b/".into()), ..gw::Integration::default() };
-        let (uri, _) = forward_request(&plain, &default, "/p/q", &headers, "", &[], &vars).unwrap();
+        let (uri, _) = forward_request(&plain, None, &default, "/p/q", &headers, "", &[], &vars).unwrap();
         assert_eq!(uri.to_string(), "http://h:1/b/p/q");
         let tls =
             gw::Integration { integration_uri: Some("https://h/".into()), ..gw::Integration::default() };
-        assert!(forward_request(&tls, &default, "/", &headers, "", &[], &vars).is_err());
+        assert!(forward_request(&tls, None, &default, "/", &headers, "", &[], &vars).is_err());
+    }
+
+    #[test]
+    fn private_integrations_forward_the_whole_path_to_the_picked_target() {
+        let stage = gw::Stage { stage_name: "prod".into(), ..gw::Stage::default() };
+        let trace = Trace::default();
+        let t = Target { api_id: "a".into(), path: "/prod/api/x".into(), domain: "d".into() };
+        let headers = HeaderMap::new();
+        let vars = Vars::new(&headers, "", &t, &[], &stage, &trace, Instant::now());
+        let tg = gw::Integration {
+            integration_uri: Some("arn:aws:elasticloadbalancing:us-east-1:1:targetgroup/web/1".into()),
+            connection_type: "VPC_LINK".into(),
+            ..gw::Integration::default()
+        };
+        let private = PrivateTarget { addr: ([127, 0, 0, 1], 32770).into(), path: "/prod/api/x" };
+        let route = gw::Route { route_key: "ANY /api/{proxy+}".into(), ..gw::Route::default() };
+        let params = vec![("proxy".to_string(), "x".to_string())];
+        let (uri, h) =
+            forward_request(&tg, Some(private), &route, "/api/x", &headers, "a=1", &params, &vars).unwrap();
+        assert_eq!(uri.to_string(), "http://127.0.0.1:32770/prod/api/x?a=1");
+        assert_eq!(h.get("host").and_then(|v| v.to_str().ok()), Some("127.0.0.1:32770"));
     }
 }

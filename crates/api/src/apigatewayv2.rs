@@ -256,6 +256,7 @@ pub(crate) struct IntegrationIn {
     payload_format_version: Option<String>,
     timeout_in_millis: Option<u32>,
     connection_type: Option<String>,
+    connection_id: Option<String>,
     description: Option<String>,
     request_parameters: Option<BTreeMap<String, String>>,
 }
@@ -269,6 +270,7 @@ impl From<IntegrationIn> for gw::IntegrationInput {
             payload_format_version: i.payload_format_version,
             timeout_in_millis: i.timeout_in_millis,
             connection_type: i.connection_type,
+            connection_id: i.connection_id,
             description: i.description,
             request_parameters: i.request_parameters,
         }
@@ -278,6 +280,7 @@ impl From<IntegrationIn> for gw::IntegrationInput {
 fn integration_out(i: &gw::Integration) -> Value {
     let mut v = compact(json!({
         "apiGatewayManaged": i.api_gateway_managed.then_some(true),
+        "connectionId": i.connection_id,
         "connectionType": i.connection_type,
         "description": i.description,
         "integrationId": i.integration_id,

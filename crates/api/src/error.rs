@@ -279,6 +279,74 @@ impl From<nimbus_stepfunctions::Error> for ApiError {
     }
 }
 
+impl From<nimbus_registry::RegistryError> for ApiError {
+    fn from(e: nimbus_registry::RegistryError) -> ApiError {
+        use nimbus_registry::RegistryError as R;
+        let message = e.to_string();
+        let code = match e {
+            R::RepositoryNotFound(_) => "RepositoryNotFoundException",
+            R::RepositoryAlreadyExists(_) => "RepositoryAlreadyExistsException",
+            R::RepositoryNotEmpty(_) => "RepositoryNotEmptyException",
+            R::ImageNotFound(_) => "ImageNotFoundException",
+            R::ImageAlreadyExists(_) => "ImageAlreadyExistsException",
+            R::ImageTagAlreadyExists(_) => "ImageTagAlreadyExistsException",
+            R::ImageDigestDoesNotMatch(_) => "ImageDigestDoesNotMatchException",
+            R::LayersNotFound(_) => "LayersNotFoundException",
+            R::ReferencedImagesNotFound(_) => "ReferencedImagesNotFoundException",
+            R::LifecyclePolicyNotFound(_) => "LifecyclePolicyNotFoundException",
+            R::RepositoryPolicyNotFound(_) => "RepositoryPolicyNotFoundException",
+            R::LifecyclePolicyPreviewNotFound(_) => "LifecyclePolicyPreviewNotFoundException",
+            R::InvalidParameter(_) => "InvalidParameterException",
+            R::InvalidTagParameter(_) => "InvalidTagParameterException",
+            R::TooManyTags(_) => "TooManyTagsException",
+            R::UploadNotFound(_) => "UploadNotFoundException",
+            R::InvalidLayer(_) => "InvalidLayerException",
+            R::LayerAlreadyExists(_) => "LayerAlreadyExistsException",
+            R::EmptyUpload(_) => "EmptyUploadException",
+            R::InvalidLayerPart { registry_id, repository, upload_id, last_valid_byte_received, .. } => {
+                return ApiError::new(400, "InvalidLayerPartException", message)
+                    .with("registryId", registry_id)
+                    .with("repositoryName", repository)
+                    .with("uploadId", upload_id)
+                    .with("lastValidByteReceived", last_valid_byte_received);
+            }
+            R::Store(s) => return s.into(),
+            R::Images(_) | R::Internal(_) => {
+                tracing::error!("ecr: {message}");
+                return ApiError::new(500, "ServerException", message);
+            }
+        };
+        ApiError::new(400, code, message)
+    }
+}
+
+impl From<nimbus_containers::Error> for ApiError {
+    fn from(e: nimbus_containers::Error) -> ApiError {
+        use nimbus_containers::Error as E;
+        let message = e.to_string();
+        let code = match e {
+            E::Client(_) => "ClientException",
+            E::InvalidParameter(_) => "InvalidParameterException",
+            E::ClusterNotFound(_) => "ClusterNotFoundException",
+            E::ServiceNotFound(_) => "ServiceNotFoundException",
+            E::ServiceNotActive(_) => "ServiceNotActiveException",
+            E::ClusterContainsServices(_) => "ClusterContainsServicesException",
+            E::ClusterContainsTasks(_) => "ClusterContainsTasksException",
+            E::ClusterContainsContainerInstances(_) => "ClusterContainsContainerInstancesException",
+            E::PlatformUnknown(_) => "PlatformUnknownException",
+            E::UnsupportedFeature(_) => "UnsupportedFeatureException",
+            E::ResourceNotFound(_) => "ResourceNotFoundException",
+            E::TargetNotFound(_) => "TargetNotFoundException",
+            E::Store(store) => return store.into(),
+            E::Internal(_) => {
+                tracing::error!("ecs: {message}");
+                return ApiError::new(500, "ServerException", message);
+            }
+        };
+        ApiError::new(400, code, message)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

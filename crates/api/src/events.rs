@@ -7,8 +7,8 @@ use crate::json_rpc::{BoxFuture, JsonService, parse, unknown_operation};
 use axum::body::Bytes;
 use chrono::Utc;
 use nimbus_eventbridge::{
-    EntryResult, EventBridgeEngine, EventBus, EventEntry, InputTransformer, PutRule, RetryPolicy, Rule,
-    RuleState, Target,
+    EcsNetworkConfiguration, EcsParameters, EntryResult, EventBridgeEngine, EventBus, EventEntry,
+    InputTransformer, PutRule, RetryPolicy, Rule, RuleState, Target,
 };
 use nimbus_events::Pattern;
 use serde::Deserialize;
@@ -66,6 +66,131 @@ struct TargetInput {
     input_transformer: Option<TransformerInput>,
     retry_policy: Option<RetryPolicyInput>,
     dead_letter_config: Option<DeadLetterInput>,
+    ecs_parameters: Option<EcsParametersInput>,
+}
+
+/// `EcsParameters` (botocore `events` model: PascalCase, except the nested
+/// `awsvpcConfiguration` and the placement structures, which ECS's own casing).
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase", default)]
+struct EcsParametersInput {
+    task_definition_arn: String,
+    task_count: Option<u32>,
+    launch_type: Option<String>,
+    network_configuration: Option<EcsNetworkInput>,
+    platform_version: Option<String>,
+    group: Option<String>,
+    #[serde(rename = "EnableECSManagedTags")]
+    enable_ecs_managed_tags: bool,
+    enable_execute_command: bool,
+    placement_constraints: Vec<PlacementInput>,
+    placement_strategy: Vec<PlacementInput>,
+    propagate_tags: Option<String>,
+    reference_id: Option<String>,
+    tags: Vec<TagInput>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct EcsNetworkInput {
+    #[serde(rename = "awsvpcConfiguration")]
+    awsvpc_configuration: Option<AwsVpcInput>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase", default)]
+struct AwsVpcInput {
+    subnets: Vec<String>,
+    security_groups: Vec<String>,
+    assign_public_ip: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct PlacementInput {
+    #[serde(rename = "type")]
+    kind: String,
+    expression: Option<String>,
+    field: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase", default)]
+struct TagInput {
+    key: String,
+    value: String,
+}
+
+fn ecs_parameters_in(p: EcsParametersInput) -> EcsParameters {
+    EcsParameters {
+        task_definition_arn: p.task_definition_arn,
+        task_count: p.task_count,
+        launch_type: p.launch_type,
+        network_configuration: p.network_configuration.and_then(|n| n.awsvpc_configuration).map(|a| {
+            EcsNetworkConfiguration {
+                subnets: a.subnets,
+                security_groups: a.security_groups,
+                assign_public_ip: a.assign_public_ip,
+            }
+        }),
+        platform_version: p.platform_version,
+        group: p.group,
+        enable_ecs_managed_tags: p.enable_ecs_managed_tags,
+        enable_execute_command: p.enable_execute_command,
+        placement_constraints: p.placement_constraints.into_iter().map(|c| (c.kind, c.expression)).collect(),
+        placement_strategy: p.placement_strategy.into_iter().map(|c| (c.kind, c.field)).collect(),
+        propagate_tags: p.propagate_tags,
+        reference_id: p.reference_id,
+        tags: p.tags.into_iter().map(|t| (t.key, t.value)).collect(),
+    }
+}
+
+fn ecs_parameters_json(p: &EcsParameters) -> Value {
+    let mut m = serde_json::Map::new();
+    m.insert("TaskDefinitionArn".into(), json!(p.task_definition_arn));
+    m.insert("TaskCount".into(), json!(p.task_count.unwrap_or(1)));
+    let mut opt = |k: &str, v: &Option<String>| {
+        if let Some(v) = v {
+            m.insert(k.into(), json!(v));
+        }
+    };
+    opt("LaunchType", &p.launch_type);
+    opt("PlatformVersion", &p.platform_version);
+    opt("Group", &p.group);
+    opt("PropagateTags", &p.propagate_tags);
+    opt("ReferenceId", &p.reference_id);
+    if let Some(n) = &p.network_configuration {
+        let mut vpc = serde_json::Map::new();
+        vpc.insert("Subnets".into(), json!(n.subnets));
+        if !n.security_groups.is_empty() {
+            vpc.insert("SecurityGroups".into(), json!(n.security_groups));
+        }
+        if let Some(a) = &n.assign_public_ip {
+            vpc.insert("AssignPublicIp".into(), json!(a));
+        }
+        m.insert("NetworkConfiguration".into(), json!({"awsvpcConfiguration": vpc}));
+    }
+    m.insert("EnableECSManagedTags".into(), json!(p.enable_ecs_managed_tags));
+    m.insert("EnableExecuteCommand".into(), json!(p.enable_execute_command));
+    let placement = |v: &[(String, Option<String>)], k: &str| -> Value {
+        v.iter()
+            .map(|(t, x)| match x {
+                Some(x) => json!({"type": t, k: x}),
+                None => json!({"type": t}),
+            })
+            .collect()
+    };
+    if !p.placement_constraints.is_empty() {
+        m.insert("PlacementConstraints".into(), placement(&p.placement_constraints, "expression"));
+    }
+    if !p.placement_strategy.is_empty() {
+        m.insert("PlacementStrategy".into(), placement(&p.placement_strategy, "field"));
+    }
+    if !p.tags.is_empty() {
+        let tags: Vec<Value> = p.tags.iter().map(|(k, v)| json!({"Key": k, "Value": v})).collect();
+        m.insert("Tags".into(), json!(tags));
+    }
+    Value::Object(m)
 }
 
 #[derive(Deserialize)]
@@ -197,6 +322,9 @@ fn target_json(t: &Target) -> Value {
     if let Some(d) = &t.dead_letter_arn {
         o.insert("DeadLetterConfig".into(), json!({"Arn": d}));
     }
+    if let Some(p) = &t.ecs_parameters {
+        o.insert("EcsParameters".into(), ecs_parameters_json(p));
+    }
     v
 }
 
@@ -324,6 +452,7 @@ impl EventsService {
                     maximum_event_age_in_seconds: p.maximum_event_age_in_seconds,
                 }),
                 dead_letter_arn: t.dead_letter_config.and_then(|d| d.arn),
+                ecs_parameters: t.ecs_parameters.map(ecs_parameters_in),
             })
             .collect();
         let failed = self.engine.put_targets(a, r, input.event_bus_name.as_deref(), &input.rule, targets)?;

@@ -180,6 +180,58 @@ struct ConfigurationOut<'a> {
     layers: Vec<LayerRefOut<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     dead_letter_config: Option<DeadLetterOut<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    image_config_response: Option<ImageConfigResponseOut<'a>>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct ImageConfigResponseOut<'a> {
+    image_config: ImageConfigOut<'a>,
+}
+
+/// `ImageConfig`, both ways (an image function's ENTRYPOINT / CMD / WORKDIR overrides).
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct ImageConfigOut<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    entry_point: Option<&'a [String]>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    command: Option<&'a [String]>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    working_directory: Option<&'a str>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase")]
+struct ImageConfigInput {
+    entry_point: Option<Vec<String>>,
+    command: Option<Vec<String>>,
+    working_directory: Option<String>,
+}
+
+impl From<ImageConfigInput> for nimbus_functions::ImageConfigInput {
+    fn from(i: ImageConfigInput) -> Self {
+        nimbus_functions::ImageConfigInput {
+            entry_point: i.entry_point,
+            command: i.command,
+            working_directory: i.working_directory,
+        }
+    }
+}
+
+fn image_config_response(c: &FunctionConfig) -> Option<ImageConfigResponseOut<'_>> {
+    let i = c.image.as_ref()?;
+    if i.entry_point.is_none() && i.command.is_none() && i.working_directory.is_none() {
+        return None;
+    }
+    Some(ImageConfigResponseOut {
+        image_config: ImageConfigOut {
+            entry_point: i.entry_point.as_deref(),
+            command: i.command.as_deref(),
+            working_directory: i.working_directory.as_deref(),
+        },
+    })
 }
 
 #[derive(Serialize)]
@@ -266,6 +318,7 @@ fn configuration(c: &FunctionConfig) -> ConfigurationOut<'_> {
             .dead_letter_target_arn
             .as_deref()
             .map(|target_arn| DeadLetterOut { target_arn }),
+        image_config_response: image_config_response(c),
     }
 }
 
@@ -289,7 +342,12 @@ struct ConcurrencyOut {
 #[serde(rename_all = "PascalCase")]
 struct CodeLocationOut {
     repository_type: &'static str,
-    location: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    location: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    image_uri: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    resolved_image_uri: Option<String>,
 }
 #[derive(Serialize)]
 #[serde(rename_all = "PascalCase")]
@@ -345,6 +403,7 @@ struct CreateFunctionInput {
     publish: Option<bool>,
     layers: Option<Vec<String>>,
     dead_letter_config: Option<DeadLetterInput>,
+    image_config: Option<ImageConfigInput>,
 }
 
 async fn create_function(
@@ -385,6 +444,8 @@ async fn create_function(
             tags: input.tags.unwrap_or_default(),
             layers: input.layers.unwrap_or_default(),
             dead_letter_target_arn: input.dead_letter_config.and_then(|d| d.target_arn),
+            image_uri: code.image_uri,
+            image_config: input.image_config.map(Into::into),
         },
     )?;
     let config = if input.publish.unwrap_or(false) {
@@ -412,9 +473,19 @@ async fn get_function(
         StatusCode::OK,
         GetFunctionOut {
             configuration: configuration(&c),
-            code: CodeLocationOut {
-                repository_type: "S3",
-                location: format!("{}/_nimbus/code/{}", s.endpoint_url, c.code_digest),
+            code: match &c.image {
+                Some(image) => CodeLocationOut {
+                    repository_type: "ECR",
+                    location: None,
+                    image_uri: Some(image.image_uri.clone()),
+                    resolved_image_uri: Some(image.resolved_image_uri.clone()),
+                },
+                None => CodeLocationOut {
+                    repository_type: "S3",
+                    location: Some(format!("{}/_nimbus/code/{}", s.endpoint_url, c.code_digest)),
+                    image_uri: None,
+                    resolved_image_uri: None,
+                },
             },
             tags: Some(s.functions.tags(&c.arn())?).filter(|t| !t.is_empty()),
             concurrency: s
@@ -491,6 +562,7 @@ struct UpdateConfigurationInput {
     layers: Option<Vec<String>>,
     dead_letter_config: Option<DeadLetterInput>,
     revision_id: Option<String>,
+    image_config: Option<ImageConfigInput>,
 }
 
 async fn update_configuration(
@@ -516,6 +588,7 @@ async fn update_configuration(
             // `DeadLetterConfig: {}` (no TargetArn) removes it, as on Lambda.
             dead_letter_target_arn: input.dead_letter_config.map(|d| d.target_arn.unwrap_or_default()),
             revision_id: input.revision_id,
+            image_config: input.image_config.map(Into::into),
         },
     )?;
     Ok(json_response(StatusCode::OK, configuration(&c)))
@@ -525,6 +598,7 @@ async fn update_configuration(
 #[serde(rename_all = "PascalCase")]
 struct UpdateCodeInput {
     zip_file: Option<String>,
+    image_uri: Option<String>,
     s3_bucket: Option<String>,
     revision_id: Option<String>,
     dry_run: Option<bool>,
@@ -541,11 +615,20 @@ async fn update_code(
     if input.s3_bucket.is_some() {
         return Err(s3_unsupported().into());
     }
-    let zip = decode_zip(&required(input.zip_file, "zipFile")?)?;
+    // An image function takes a new ImageUri instead of a package (the engine checks which).
+    let zip = match (&input.zip_file, &input.image_uri) {
+        (None, Some(_)) => Vec::new(),
+        _ => decode_zip(&required(input.zip_file, "zipFile")?)?,
+    };
     let c = s.functions.update_code(
         &ctx.scope,
         &name,
-        UpdateCode { zip, revision_id: input.revision_id, dry_run: input.dry_run.unwrap_or(false) },
+        UpdateCode {
+            zip,
+            image_uri: input.image_uri,
+            revision_id: input.revision_id,
+            dry_run: input.dry_run.unwrap_or(false),
+        },
     )?;
     let c = if input.publish.unwrap_or(false) && !input.dry_run.unwrap_or(false) {
         s.functions.publish_version(&ctx.scope, &name, None, None, None)?

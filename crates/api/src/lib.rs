@@ -6,16 +6,21 @@
 mod apigateway_data;
 mod apigatewayv2;
 mod auth;
+mod ecr;
+mod ecs;
 mod error;
 mod event_source_mappings;
 mod events;
 mod function_urls;
+mod images_import;
 mod json_rpc;
 mod lambda;
 mod logs;
+pub mod service_integrations;
 pub mod sigv4;
 mod sqs;
 mod stepfunctions;
+mod usage_http;
 
 pub use auth::{AuthConfig, AuthMode, RequestContext};
 pub use error::{ApiError, Protocol};
@@ -42,6 +47,12 @@ pub struct AppState {
     pub triggers: Arc<Triggers>,
     pub stepfunctions: Arc<nimbus_stepfunctions::StepFunctionsEngine>,
     pub auth: Arc<AuthConfig>,
+    /// Usage accounting and the price table (`/_nimbus/usage`, `/_nimbus/advise`); `None` = off.
+    pub usage: Option<nimbus_usage::Accounting>,
+    /// The one image store (registry, ECR, ECS tasks, image functions share it).
+    pub images: nimbus_images::ImageStore,
+    pub ecr: Arc<nimbus_registry::EcrEngine>,
+    pub ecs: Arc<nimbus_containers::EcsEngine>,
     pub version: &'static str,
     /// Base URL clients reach this server at (for `Code.Location` links).
     pub endpoint_url: String,
@@ -55,10 +66,15 @@ pub fn router(state: AppState) -> Router {
         Arc::new(events::EventsService { engine: state.eventbridge.clone() }),
         Arc::new(sqs::SqsService { queues: state.queues.clone(), endpoint_url: state.endpoint_url.clone() }),
         Arc::new(stepfunctions::StepFunctionsService { engine: state.stepfunctions.clone() }),
+        Arc::new(ecr::EcrService { engine: state.ecr.clone() }),
+        Arc::new(ecs::EcsService { engine: state.ecs.clone() }),
     ];
     let dispatcher = Arc::new(json_rpc::Dispatcher::new(services));
     Router::new()
         .route("/_nimbus/health", axum::routing::get(health))
+        .route("/_nimbus/usage", axum::routing::get(usage_http::usage))
+        .route("/_nimbus/advise", axum::routing::get(usage_http::advise))
+        .route("/_nimbus/images/import", axum::routing::post(images_import::import))
         .merge(lambda::routes())
         .merge(apigatewayv2::routes())
         .merge(event_source_mappings::routes())

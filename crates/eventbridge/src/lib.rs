@@ -1,7 +1,8 @@
 //! EventBridge for Nimbus: event buses, rules (event patterns and schedules) and their
 //! targets, durable over the `Store`; PutEvents routes matching events to targets, and a
 //! scheduler fires schedule rules. Delivery goes through `TargetInvoker`, which the binary
-//! wires to Lambda, Step Functions and SQS — this crate knows targets only by ARN.
+//! wires to Lambda, Step Functions, SQS and ECS — this crate knows targets only by ARN
+//! (and an ECS target's `EcsParameters`).
 #![forbid(unsafe_code)]
 
 mod input;
@@ -60,6 +61,68 @@ pub trait TargetInvoker: Send + Sync + 'static {
         target_arn: &'a str,
         input: String,
     ) -> BoxFuture<'a, Result<(), String>>;
+
+    /// Runs an ECS target's task(s) (a target whose ARN is a cluster, with `EcsParameters`).
+    /// The default is for builds (and tests) without ECS.
+    fn run_ecs_task<'a>(
+        &'a self,
+        account: &'a str,
+        region: &'a str,
+        launch: EcsLaunch,
+    ) -> BoxFuture<'a, Result<(), String>> {
+        let _ = (account, region);
+        Box::pin(async move {
+            Err(format!("ECS targets are not supported by this Nimbus build ({})", launch.cluster_arn))
+        })
+    }
+}
+
+/// One matched event's ECS launch.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EcsLaunch {
+    pub cluster_arn: String,
+    /// Tasks are started by `events-rule/<rule name>`, as on AWS.
+    pub rule_name: String,
+    pub parameters: EcsParameters,
+    /// The target's Input / InputPath / InputTransformer result when it has one: for ECS
+    /// targets that text is the task override (AWS does not hand the event itself to the task).
+    pub overrides: Option<String>,
+}
+
+/// What one matched event sends to one target.
+enum Delivery {
+    /// The shaped input, to `TargetInvoker::deliver`.
+    Input(String),
+    Ecs(Box<EcsLaunch>),
+}
+
+/// A target's `EcsParameters`: how to call RunTask on the target cluster.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct EcsParameters {
+    pub task_definition_arn: String,
+    /// 1 when absent.
+    pub task_count: Option<u32>,
+    pub launch_type: Option<String>,
+    pub network_configuration: Option<EcsNetworkConfiguration>,
+    pub platform_version: Option<String>,
+    pub group: Option<String>,
+    pub enable_ecs_managed_tags: bool,
+    pub enable_execute_command: bool,
+    /// (type, expression)
+    pub placement_constraints: Vec<(String, Option<String>)>,
+    /// (type, field)
+    pub placement_strategy: Vec<(String, Option<String>)>,
+    pub propagate_tags: Option<String>,
+    pub reference_id: Option<String>,
+    pub tags: Vec<(String, String)>,
+}
+
+/// `awsvpcConfiguration` of an ECS target.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct EcsNetworkConfiguration {
+    pub subnets: Vec<String>,
+    pub security_groups: Vec<String>,
+    pub assign_public_ip: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -86,6 +149,20 @@ pub struct Target {
     pub input_transformer: Option<InputTransformer>,
     pub retry_policy: Option<RetryPolicy>,
     pub dead_letter_arn: Option<String>,
+    /// Set for ECS cluster targets (absent in records written before ECS existed).
+    #[serde(default)]
+    pub ecs_parameters: Option<EcsParameters>,
+}
+
+impl Target {
+    fn has_input_settings(&self) -> bool {
+        self.input.is_some() || self.input_path.is_some() || self.input_transformer.is_some()
+    }
+
+    /// An ECS cluster ARN (`arn:aws:ecs:…:cluster/…`): the target runs tasks.
+    pub fn is_ecs_cluster(&self) -> bool {
+        self.arn.split(':').nth(2) == Some("ecs")
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -571,6 +648,20 @@ impl EventBridgeEngine {
             if !valid_name(&t.id, 64) {
                 return Err(Error::Validation(format!("Target id {} is not valid.", t.id)));
             }
+            if t.is_ecs_cluster() {
+                let Some(p) = &t.ecs_parameters else {
+                    return Err(Error::Validation(format!(
+                        "Parameter(s) EcsParameters must be specified for target: {}.",
+                        t.id
+                    )));
+                };
+                if p.task_definition_arn.is_empty() {
+                    return Err(Error::Validation("Parameter TaskDefinitionArn is not valid.".into()));
+                }
+                if p.task_count == Some(0) {
+                    return Err(Error::Validation("Parameter TaskCount is not valid.".into()));
+                }
+            }
         }
         let mut failed = Vec::new();
         self.modify(account, region, bus, name, |r| {
@@ -725,19 +816,33 @@ impl EventBridgeEngine {
 
     fn deliver_to_targets(self: &Arc<Self>, rule: &CompiledRule, event: &Value, now: DateTime<Utc>) {
         for target in &rule.rule.targets {
-            let input = match shape_input(target, event) {
+            // An ECS target gets no event: only its explicit input, which is the task override.
+            let shaped = match &target.ecs_parameters {
+                Some(_) if !target.has_input_settings() => Ok(None),
+                _ => shape_input(target, event).map(Some),
+            };
+            let input = match shaped {
                 Ok(i) => i,
                 Err(e) => {
                     tracing::warn!("rule {}: target {}: {e}", rule.rule.name, target.id);
                     continue;
                 }
             };
+            let delivery = match &target.ecs_parameters {
+                Some(p) => Delivery::Ecs(Box::new(EcsLaunch {
+                    cluster_arn: target.arn.clone(),
+                    rule_name: rule.rule.name.clone(),
+                    parameters: p.clone(),
+                    overrides: input,
+                })),
+                None => Delivery::Input(input.unwrap_or_default()),
+            };
             let me = self.clone();
             let (account, region, target, event) =
                 (rule.rule.account.clone(), rule.rule.region.clone(), target.clone(), event.clone());
-            tokio::spawn(
-                async move { me.deliver_with_retries(account, region, target, input, event, now).await },
-            );
+            tokio::spawn(async move {
+                me.deliver_with_retries(account, region, target, delivery, event, now).await
+            });
         }
     }
 
@@ -748,7 +853,7 @@ impl EventBridgeEngine {
         account: String,
         region: String,
         target: Target,
-        input: String,
+        delivery: Delivery,
         event: Value,
         first_attempt: DateTime<Utc>,
     ) {
@@ -760,7 +865,15 @@ impl EventBridgeEngine {
         let mut delay = self.retry_delay;
         let mut attempt = 0u32;
         loop {
-            let err = match self.invoker.deliver(&account, &region, &target.arn, input.clone()).await {
+            let attempt_result = match &delivery {
+                Delivery::Ecs(launch) => {
+                    self.invoker.run_ecs_task(&account, &region, (**launch).clone()).await
+                }
+                Delivery::Input(input) => {
+                    self.invoker.deliver(&account, &region, &target.arn, input.clone()).await
+                }
+            };
+            let err = match attempt_result {
                 Ok(()) => return,
                 Err(e) => e,
             };

@@ -8,6 +8,7 @@ struct Recorder {
     delivered: Mutex<Vec<(String, String)>>,
     /// Deliveries to these ARNs fail.
     failing: Mutex<Vec<String>>,
+    ecs: Mutex<Vec<EcsLaunch>>,
 }
 
 impl TargetInvoker for Recorder {
@@ -21,6 +22,18 @@ impl TargetInvoker for Recorder {
         Box::pin(async move {
             self.delivered.lock().push((arn.to_string(), input));
             if self.failing.lock().iter().any(|f| f == arn) { Err("target failed".into()) } else { Ok(()) }
+        })
+    }
+
+    fn run_ecs_task<'a>(
+        &'a self,
+        _a: &'a str,
+        _r: &'a str,
+        launch: EcsLaunch,
+    ) -> BoxFuture<'a, Result<(), String>> {
+        Box::pin(async move {
+            self.ecs.lock().push(launch);
+            Ok(())
         })
     }
 }
@@ -47,6 +60,7 @@ fn target(id: &str, arn: &str) -> Target {
         input_transformer: None,
         retry_policy: None,
         dead_letter_arn: None,
+        ecs_parameters: None,
     }
 }
 
@@ -241,4 +255,63 @@ async fn custom_buses_and_validation() {
     assert!(eb.list_rules(A, R, None, None).unwrap().is_empty());
     eb.delete_event_bus(A, R, "orders").unwrap();
     assert!(matches!(eb.list_rules(A, R, Some("orders"), None), Err(Error::NotFound(_))));
+}
+
+#[tokio::test]
+async fn ecs_targets_run_tasks_with_only_their_explicit_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let rec = Arc::new(Recorder::default());
+    let eb = engine(dir.path(), rec.clone());
+    let rule = PutRule {
+        name: "jobs".into(),
+        event_pattern: Some(r#"{"source":["batch"]}"#.into()),
+        ..Default::default()
+    };
+    eb.put_rule(A, R, rule, t(0, 0, 0)).unwrap();
+    let cluster = format!("arn:aws:ecs:{R}:{A}:cluster/work");
+    // A cluster target needs EcsParameters.
+    let bare = target("bare", &cluster);
+    assert!(
+        matches!(eb.put_targets(A, R, None, "jobs", vec![bare]), Err(Error::Validation(m)) if m.contains("EcsParameters"))
+    );
+    let params = EcsParameters {
+        task_definition_arn: format!("arn:aws:ecs:{R}:{A}:task-definition/job:1"),
+        task_count: Some(2),
+        launch_type: Some("FARGATE".into()),
+        ..Default::default()
+    };
+    let mut plain = target("plain", &cluster);
+    plain.ecs_parameters = Some(params.clone());
+    let mut with_input = target("overridden", &cluster);
+    with_input.ecs_parameters = Some(params.clone());
+    with_input.input_transformer = Some(InputTransformer {
+        input_paths_map: [("who".to_string(), "$.detail.who".to_string())].into_iter().collect(),
+        input_template: r#"{"containerOverrides":[{"name":"app","command":["echo",<who>]}]}"#.into(),
+    });
+    assert!(eb.put_targets(A, R, None, "jobs", vec![plain, with_input]).unwrap().is_empty());
+    // Stored and listed back as given.
+    let listed = eb.list_targets(A, R, None, "jobs").unwrap();
+    assert_eq!(listed[0].ecs_parameters.as_ref(), Some(&params));
+    let entry = EventEntry {
+        source: Some("batch".into()),
+        detail_type: Some("go".into()),
+        detail: Some(r#"{"who":"me"}"#.into()),
+        ..Default::default()
+    };
+    eb.put_events(A, R, vec![entry], t(0, 0, 1));
+    settle().await;
+    let mut launches = rec.ecs.lock().clone();
+    launches.sort_by_key(|l| l.overrides.is_some());
+    assert_eq!(launches.len(), 2, "{launches:?}");
+    assert!(rec.delivered.lock().is_empty(), "ECS targets do not get deliver()");
+    assert_eq!(
+        (launches[0].cluster_arn.as_str(), launches[0].rule_name.as_str()),
+        (cluster.as_str(), "jobs")
+    );
+    assert_eq!(launches[0].parameters, params);
+    assert_eq!(launches[0].overrides, None, "the event itself is not handed to the task");
+    assert_eq!(
+        launches[1].overrides.as_deref(),
+        Some(r#"{"containerOverrides":[{"name":"app","command":["echo","me"]}]}"#)
+    );
 }

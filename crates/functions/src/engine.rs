@@ -128,6 +128,10 @@ pub struct FunctionsEngine {
     writes: Mutex<()>,
     /// Queue delivery for destinations and dead-letter queues (wired by the binary).
     pub(crate) destinations: std::sync::OnceLock<Arc<dyn crate::DestinationSink>>,
+    /// Usage accounting of every invocation (wired by the binary).
+    pub(crate) usage: std::sync::OnceLock<Arc<dyn crate::UsageSink>>,
+    /// Images of `PackageType=Image` functions (wired by the binary over its image store).
+    images: std::sync::OnceLock<Arc<dyn crate::ImageResolver>>,
 }
 
 fn key(account: &str, region: &str, name: &str) -> String {
@@ -258,6 +262,8 @@ impl FunctionsEngine {
             provisioned: Mutex::new(HashMap::new()),
             writes: Mutex::new(()),
             destinations: std::sync::OnceLock::new(),
+            usage: std::sync::OnceLock::new(),
+            images: std::sync::OnceLock::new(),
         };
         for (k, v) in engine.store.list(COLLECTION)? {
             let config: FunctionConfig = serde_json::from_slice(&v)
@@ -535,24 +541,26 @@ impl FunctionsEngine {
             r.account.clone().unwrap_or(scope.account.clone()),
             r.region.clone().unwrap_or(scope.region.clone()),
         );
-        match req.package_type.as_deref() {
-            None | Some("Zip") => {}
-            Some("Image") => {
-                return Err(Error::InvalidParameter(
-                    "PackageType Image needs the registry, which this Nimbus build does not have yet.".into(),
-                ));
-            }
+        let image = match req.package_type.as_deref() {
+            None | Some("Zip") => None,
+            Some("Image") => Some(self.image_of(req.image_uri.as_deref(), req.image_config.clone())?),
             Some(other) => {
                 return Err(Error::InvalidParameter(format!("Unsupported PackageType: {other}")));
             }
-        }
-        let (Some(runtime), Some(handler)) = (req.runtime.as_deref(), req.handler.as_deref()) else {
-            return Err(Error::InvalidParameter(
-                "Runtime and Handler are mandatory parameters for functions created with deployment packages.".into(),
-            ));
         };
-        let runtime = Runtime::parse(runtime)?;
-        validate_handler(handler)?;
+        // An image brings its own runtime and handler (its ENTRYPOINT and CMD).
+        let (runtime, handler) = match &image {
+            Some(_) => (None, None),
+            None => {
+                let (Some(runtime), Some(handler)) = (req.runtime.as_deref(), req.handler.as_deref()) else {
+                    return Err(Error::InvalidParameter(
+                        "Runtime and Handler are mandatory parameters for functions created with deployment packages.".into(),
+                    ));
+                };
+                validate_handler(handler)?;
+                (Some(Runtime::parse(runtime)?), Some(handler.to_string()))
+            }
+        };
         validate_role(&req.role)?;
         let memory_mb = req.memory_mb.unwrap_or(limits::DEFAULT_MEMORY_MB);
         validate_memory(memory_mb)?;
@@ -583,13 +591,18 @@ impl FunctionsEngine {
         if self.functions.read().contains_key(&k) {
             return Err(Error::Conflict(format!("Function already exist: {}", r.name)));
         }
-        let (code_digest, code_sha256, code_size) = self.ingest_zip(&req.zip)?;
+        let (code_digest, code_sha256, code_size) = match &image {
+            // Lambda reports the image manifest's digest as CodeSha256 and no code size.
+            Some((_, digest)) => (String::new(), digest.trim_start_matches("sha256:").to_string(), 0),
+            None => self.ingest_zip(&req.zip)?,
+        };
+        let package_type = if image.is_some() { PackageType::Image } else { PackageType::Zip };
         let config = FunctionConfig {
             name: r.name.clone(),
             account: scope.account.clone(),
             region: scope.region.clone(),
-            runtime: Some(runtime),
-            handler: Some(handler.to_string()),
+            runtime,
+            handler,
             role: req.role,
             description: req.description.unwrap_or_default(),
             memory_mb,
@@ -597,7 +610,7 @@ impl FunctionsEngine {
             ephemeral_storage_mb: ephemeral,
             environment,
             architectures,
-            package_type: PackageType::Zip,
+            package_type,
             code_sha256,
             code_digest,
             code_size,
@@ -608,9 +621,57 @@ impl FunctionsEngine {
             layers: req.layers,
             layer_sizes,
             dead_letter_target_arn,
+            image: image.map(|(i, _)| i),
         };
         self.persist(&config)?;
         Ok(self.install(config))
+    }
+
+    /// Wires the image source of `PackageType=Image` functions (called once by the binary).
+    pub fn set_image_resolver(&self, images: Arc<dyn crate::ImageResolver>) {
+        let _ = self.images.set(images);
+    }
+
+    /// Checks an image function's `ImageUri` now (as Lambda does at create/update) and pins
+    /// it to the digest it names; returns the image and that digest.
+    fn image_of(
+        &self,
+        image_uri: Option<&str>,
+        overrides: Option<crate::ImageConfigInput>,
+    ) -> Result<(nimbus_model::FunctionImage, String), Error> {
+        let Some(uri) = image_uri.filter(|u| !u.is_empty()) else {
+            return Err(Error::InvalidParameter("Please provide a source for function code.".into()));
+        };
+        if !self.sandbox.capabilities().image_roots {
+            return Err(Error::InvalidParameter(format!(
+                "Container image functions (PackageType Image) need the container sandbox (nimbus server --sandbox container); this server runs the {} sandbox, which cannot run images.",
+                self.sandbox.name()
+            )));
+        }
+        let Some(images) = self.images.get() else {
+            return Err(Error::InvalidParameter(
+                "Container image functions (PackageType Image) are not available: this server has no image store."
+                    .into(),
+            ));
+        };
+        let digest = images.resolve(uri).map_err(|e| match e {
+            crate::ImageSourceError::NotFound(_) => Error::InvalidParameter(format!(
+                "Source image {uri} does not exist. Provide a valid source image."
+            )),
+            crate::ImageSourceError::Invalid(_) => Error::InvalidParameter(format!(
+                "Source image {uri} is not valid. Provide a valid source image."
+            )),
+            crate::ImageSourceError::Failed(m) => Error::Internal(m),
+        })?;
+        let overrides = overrides.unwrap_or_default();
+        let image = nimbus_model::FunctionImage {
+            image_uri: uri.to_string(),
+            resolved_image_uri: crate::image::pin(uri, &digest),
+            entry_point: overrides.entry_point.filter(|v| !v.is_empty()),
+            command: overrides.command.filter(|v| !v.is_empty()),
+            working_directory: overrides.working_directory.filter(|w| !w.is_empty()),
+        };
+        Ok((image, digest))
     }
 
     /// Read-modify-write of a function's configuration under the write lock,
@@ -686,6 +747,16 @@ impl FunctionsEngine {
                 }
                 c.dead_letter_target_arn = Some(arn.clone()).filter(|a| !a.is_empty());
             }
+            if let Some(ic) = &req.image_config {
+                let Some(image) = c.image.as_mut() else {
+                    return Err(Error::InvalidParameter(
+                        "ImageConfig is only supported for functions with PackageType Image.".into(),
+                    ));
+                };
+                image.entry_point = ic.entry_point.clone().filter(|v| !v.is_empty());
+                image.command = ic.command.clone().filter(|v| !v.is_empty());
+                image.working_directory = ic.working_directory.clone().filter(|w| !w.is_empty());
+            }
             Ok(())
         })
     }
@@ -696,11 +767,37 @@ impl FunctionsEngine {
         function: &str,
         req: UpdateCode,
     ) -> Result<Arc<FunctionConfig>, Error> {
+        let current = self.entry(scope, function, None)?;
+        if let Some(image) = &current.config.image {
+            if req.image_uri.as_deref().unwrap_or("").is_empty() {
+                return Err(Error::InvalidParameter(
+                    "Please provide ImageUri when updating a function with packageType Image.".into(),
+                ));
+            }
+            let overrides = crate::ImageConfigInput {
+                entry_point: image.entry_point.clone(),
+                command: image.command.clone(),
+                working_directory: image.working_directory.clone(),
+            };
+            let (image, digest) = self.image_of(req.image_uri.as_deref(), Some(overrides))?;
+            if req.dry_run {
+                return Ok(current.config.clone());
+            }
+            return self.modify(scope, function, req.revision_id.as_deref(), |c| {
+                c.image = Some(image);
+                c.code_sha256 = digest.trim_start_matches("sha256:").to_string();
+                Ok(())
+            });
+        }
+        if req.image_uri.is_some() {
+            return Err(Error::InvalidParameter(
+                "Please don't provide ImageUri when updating a function with packageType Zip.".into(),
+            ));
+        }
         if req.dry_run {
             code::validate(&req.zip)?;
             return self.get_function(scope, function, None);
         }
-        self.entry(scope, function, None)?;
         let (digest, sha, size) = self.ingest_zip(&req.zip)?;
         self.modify(scope, function, req.revision_id.as_deref(), |c| {
             c.code_digest = digest;
@@ -1365,7 +1462,7 @@ impl FunctionsEngine {
         entry: &FunctionEntry,
         provisioned: bool,
     ) -> Result<(Arc<Environment>, Duration), StartError> {
-        if !entry.code_dir.join(".nimbus-unpacked").exists() {
+        if entry.config.image.is_none() && !entry.code_dir.join(".nimbus-unpacked").exists() {
             // Restarted with a fresh code cache: unpack again from the blob store.
             let zip = self
                 .blobs
@@ -1404,6 +1501,7 @@ impl FunctionsEngine {
             python_sdk: self.cfg.python_sdk.get().cloned(),
             layers,
             function_secret: &self.cfg.function_secret,
+            images: self.images.get().cloned(),
         })
         .await
     }
@@ -1487,6 +1585,7 @@ impl FunctionsEngine {
         let peak = env.peak_memory_mb();
         env.log(&format!("END RequestId: {request_id}"));
         env.log(&report_line(&request_id, duration, config.memory_mb, peak, init, &status_note));
+        self.report_usage(&config, duration, init, function_error.is_some());
         let log_tail = env.shared.tail.lock().take().map(|t| tail_base64(&t));
         if healthy && !env.is_dead() && !entry.retired.load(Ordering::SeqCst) {
             env.park();
@@ -1537,6 +1636,7 @@ impl FunctionsEngine {
             for l in lines {
                 env.log(&l);
             }
+            self.report_usage(config, Duration::ZERO, Some(init), true);
             // The tail captured init output, then these lines.
             text = env.shared.tail.lock().take().unwrap_or_default();
         }

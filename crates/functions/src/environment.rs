@@ -162,6 +162,8 @@ pub(crate) struct StartParams<'a> {
     pub layers: Vec<PathBuf>,
     /// The secret paired with the account-id access key functions get (strict auth accepts it).
     pub function_secret: &'a str,
+    /// Where image functions' root filesystems come from.
+    pub images: Option<Arc<dyn crate::ImageResolver>>,
 }
 
 pub(crate) struct Environment {
@@ -306,8 +308,35 @@ impl Environment {
         });
 
         let started = Instant::now();
-        if family == RuntimeFamily::Provided && !isolated && !program.exists()
-            || family == RuntimeFamily::Provided
+        let limits = Limits {
+            memory_mb: Some(cfg.memory_mb as u64),
+            nofile: Some(1024),
+            fsize_mb: Some(cfg.ephemeral_storage_mb as u64),
+            cpu_millis: None,
+            pids_max: Some(nimbus_model::limits::PROCESSES_AND_THREADS),
+        };
+        let image_spec = match &cfg.image {
+            None => None,
+            Some(image) => {
+                match image_spec(&p, image, &env_obj.work_dir, &addr.to_string(), &log_stream).await {
+                    Ok(spec) => Some(SandboxSpec { limits: limits.clone(), ..spec }),
+                    Err(message) => {
+                        drop(writer);
+                        env_obj.destroy();
+                        env_obj.log("INIT_REPORT Init Duration: 0.00 ms\tPhase: init\tStatus: error\tError Type: Runtime.InvalidEntrypoint");
+                        let body = serde_json::json!({"errorType": "Runtime.InvalidEntrypoint", "errorMessage": message});
+                        return Err(StartError::Init {
+                            body: Bytes::from(body.to_string()),
+                            init: started.elapsed(),
+                            env: None,
+                        });
+                    }
+                }
+            }
+        };
+        if image_spec.is_none() && family == RuntimeFamily::Provided && !isolated && !program.exists()
+            || image_spec.is_none()
+                && family == RuntimeFamily::Provided
                 && isolated
                 && !p.code_dir.join("bootstrap").exists()
                 && !p.layers.iter().any(|l| l.join("bootstrap").exists())
@@ -336,26 +365,27 @@ impl Environment {
         if let (RuntimeFamily::Python, Some(sdk), Some(inside)) = (family, &p.python_sdk, &view.python_sdk) {
             expose.push((sdk.clone(), inside.clone()));
         }
-        let spec = SandboxSpec {
-            program,
-            args,
-            cwd: view.task_root.clone(),
-            env,
-            output: Some(writer.into()),
-            limits: Limits {
-                memory_mb: Some(cfg.memory_mb as u64),
-                nofile: Some(1024),
-                fsize_mb: Some(cfg.ephemeral_storage_mb as u64),
-                cpu_millis: None,
-                pids_max: Some(nimbus_model::limits::PROCESSES_AND_THREADS),
-            },
-            fs: FsView {
-                code: Some(p.code_dir.clone()),
-                layers: p.layers.clone(),
-                tmp_mb: cfg.ephemeral_storage_mb as u64,
-                expose,
-            },
-            isolate_network: false,
+        let spec = if let Some(mut spec) = image_spec {
+            spec.output = Some(writer.into());
+            spec
+        } else {
+            SandboxSpec {
+                program,
+                args,
+                cwd: view.task_root.clone(),
+                env,
+                output: Some(writer.into()),
+                limits,
+                fs: FsView {
+                    code: Some(p.code_dir.clone()),
+                    layers: p.layers.clone(),
+                    tmp_mb: cfg.ephemeral_storage_mb as u64,
+                    expose,
+                    image_root: None,
+                },
+                isolate_network: false,
+                ..Default::default()
+            }
         };
         let instance = match p.sandbox.start(spec) {
             Ok(i) => i,
@@ -498,6 +528,98 @@ impl Drop for Environment {
     fn drop(&mut self) {
         self.server.abort();
     }
+}
+
+/// The sandbox of an image function's environment: the image's root (prepared under the
+/// environment's scratch directory), its ENTRYPOINT/CMD/WORKDIR/ENV with the function's
+/// `ImageConfig` overrides, and Lambda's variables. Shares the host's network namespace, so
+/// the image's runtime interface client reaches its Runtime API on loopback.
+async fn image_spec(
+    p: &StartParams<'_>,
+    image: &nimbus_model::FunctionImage,
+    work_dir: &std::path::Path,
+    runtime_api: &str,
+    log_stream: &str,
+) -> Result<SandboxSpec, String> {
+    let Some(images) = p.images.clone() else {
+        return Err("container image functions need an image store, and this server has none".into());
+    };
+    if !p.sandbox.capabilities().image_roots {
+        return Err(format!(
+            "container image functions need the container sandbox (--sandbox container); this server runs the {} sandbox",
+            p.sandbox.name()
+        ));
+    }
+    let (uri, dir) = (image.resolved_image_uri.clone(), work_dir.to_path_buf());
+    let (root, defaults) = tokio::task::spawn_blocking(move || {
+        std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+        images.rootfs_for(&uri, &dir).map_err(|e| format!("{uri}: {e}"))
+    })
+    .await
+    .map_err(|e| e.to_string())??;
+    let launch = crate::image::launch(image, &defaults)?;
+    let env = image_env(p, &defaults, &launch.handler, runtime_api, log_stream);
+    let mut argv = launch.argv.into_iter();
+    let program = argv.next().unwrap_or_default();
+    Ok(SandboxSpec {
+        program: program.into(),
+        args: argv.collect(),
+        cwd: launch.cwd.into(),
+        env,
+        fs: FsView {
+            image_root: Some(root),
+            tmp_mb: p.config.ephemeral_storage_mb as u64,
+            ..Default::default()
+        },
+        // Lambda runs images as a least-privileged user, whatever the image's USER says.
+        user: Some((nimbus_sandbox::SANDBOX_UID, nimbus_sandbox::SANDBOX_GID)),
+        ..Default::default()
+    })
+}
+
+/// An image function's environment: the image's ENV, then the function's variables, then
+/// what Lambda sets (reserved names win, as on AWS).
+fn image_env(
+    p: &StartParams<'_>,
+    defaults: &crate::ImageDefaults,
+    handler: &str,
+    runtime_api: &str,
+    log_stream: &str,
+) -> Vec<(String, String)> {
+    fn set(env: &mut Vec<(String, String)>, k: &str, v: String) {
+        env.retain(|(key, _)| key != k);
+        env.push((k.to_string(), v));
+    }
+    let cfg = p.config;
+    let mut env = Vec::new();
+    set(&mut env, "PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
+    for (k, v) in defaults.env.iter().map(|(k, v)| (k, v)).chain(cfg.environment.iter()) {
+        set(&mut env, k, v.clone());
+    }
+    let task_root = env
+        .iter()
+        .find(|(k, _)| k == "LAMBDA_TASK_ROOT")
+        .map(|(_, v)| v.clone())
+        .unwrap_or_else(|| "/var/task".into());
+    set(&mut env, "TZ", ":UTC".into());
+    set(&mut env, "AWS_LAMBDA_RUNTIME_API", runtime_api.to_string());
+    set(&mut env, "_HANDLER", handler.to_string());
+    set(&mut env, "LAMBDA_TASK_ROOT", task_root);
+    set(&mut env, "LAMBDA_RUNTIME_DIR", "/var/runtime".into());
+    set(&mut env, "AWS_LAMBDA_FUNCTION_NAME", cfg.name.clone());
+    set(&mut env, "AWS_LAMBDA_FUNCTION_MEMORY_SIZE", cfg.memory_mb.to_string());
+    set(&mut env, "AWS_LAMBDA_FUNCTION_VERSION", cfg.version.clone());
+    let init = if p.provisioned { "provisioned-concurrency" } else { "on-demand" };
+    set(&mut env, "AWS_LAMBDA_INITIALIZATION_TYPE", init.into());
+    set(&mut env, "AWS_LAMBDA_LOG_GROUP_NAME", cfg.log_group());
+    set(&mut env, "AWS_LAMBDA_LOG_STREAM_NAME", log_stream.to_string());
+    set(&mut env, "AWS_REGION", cfg.region.clone());
+    set(&mut env, "AWS_DEFAULT_REGION", cfg.region.clone());
+    set(&mut env, "AWS_ENDPOINT_URL", p.endpoint_url.to_string());
+    set(&mut env, "AWS_ACCESS_KEY_ID", cfg.account.clone());
+    set(&mut env, "AWS_SECRET_ACCESS_KEY", p.function_secret.to_string());
+    set(&mut env, "AWS_SESSION_TOKEN", "nimbus".into());
+    env
 }
 
 /// vCPU share for a memory size, in thousandths (AWS: 1,769 MB = one vCPU).

@@ -8,16 +8,20 @@ pub mod code;
 mod destinations;
 mod engine;
 mod environment;
+mod image;
 mod layers;
 mod logpipe;
 pub mod python_sdk;
 pub use layers::PublishLayer;
 mod runtime_api;
 mod urls;
+mod usage;
 
 pub use async_queue::{EventInvokeConfig, EventInvokeConfigInput};
 pub use destinations::{DestinationSink, SinkAttribute};
 pub use engine::{Config, FunctionsEngine, Interpreter, ProvisionedState};
+pub use usage::{InvocationUsage, UsageSink};
+pub use image::{ImageDefaults, ImageResolver, ImageSourceError, split_env as split_image_env};
 
 use bytes::Bytes;
 use nimbus_model::{Scope, ValidationError};
@@ -68,6 +72,18 @@ pub struct CreateFunction {
     pub layers: Vec<String>,
     /// `DeadLetterConfig.TargetArn` (an SQS queue).
     pub dead_letter_target_arn: Option<String>,
+    /// `Code.ImageUri` (`PackageType=Image`).
+    pub image_uri: Option<String>,
+    /// `ImageConfig`: overrides of the image's ENTRYPOINT, CMD and WORKDIR.
+    pub image_config: Option<ImageConfigInput>,
+}
+
+/// `ImageConfig` of CreateFunction / UpdateFunctionConfiguration.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ImageConfigInput {
+    pub entry_point: Option<Vec<String>>,
+    pub command: Option<Vec<String>>,
+    pub working_directory: Option<String>,
 }
 
 /// UpdateFunctionConfiguration: only the fields given change.
@@ -85,11 +101,15 @@ pub struct UpdateConfiguration {
     /// `Some("")` removes the dead-letter queue.
     pub dead_letter_target_arn: Option<String>,
     pub revision_id: Option<String>,
+    /// Image functions: replaces the `ImageConfig` overrides.
+    pub image_config: Option<ImageConfigInput>,
 }
 
 #[derive(Debug, Clone, Default)]
 pub struct UpdateCode {
     pub zip: Vec<u8>,
+    /// Image functions: the new `ImageUri`.
+    pub image_uri: Option<String>,
     pub revision_id: Option<String>,
     pub dry_run: bool,
 }

@@ -17,7 +17,9 @@ pub mod payload;
 pub mod routing;
 pub mod throttle;
 
-pub use engine::{GatewayEngine, Live, MAX_TIMEOUT_MS, Served, lambda_function_of, page};
+pub use engine::{
+    GatewayEngine, Live, MAX_TIMEOUT_MS, Served, elb_target_group_of, lambda_function_of, page,
+};
 pub use model::*;
 
 /// What can go wrong in the gateway's control plane.

@@ -58,7 +58,11 @@ pub struct Integration {
     pub integration_method: Option<String>,
     pub payload_format_version: String,
     pub timeout_in_millis: u32,
+    /// `INTERNET`, or `VPC_LINK` for a private integration (an ELBv2 target group URI).
     pub connection_type: String,
+    /// The VPC link a `VPC_LINK` integration names; kept for the wire, not used for routing.
+    #[serde(default)]
+    pub connection_id: Option<String>,
     pub description: Option<String>,
     /// `overwrite:path` → `$request.path.p`, `append:header.x` → `value`, …
     pub request_parameters: BTreeMap<String, String>,
@@ -195,6 +199,7 @@ pub struct IntegrationInput {
     pub payload_format_version: Option<String>,
     pub timeout_in_millis: Option<u32>,
     pub connection_type: Option<String>,
+    pub connection_id: Option<String>,
     pub description: Option<String>,
     pub request_parameters: Option<BTreeMap<String, String>>,
 }

@@ -145,6 +145,23 @@ pub struct FunctionConfig {
     /// `DeadLetterConfig.TargetArn`: where failed asynchronous events go.
     #[serde(default)]
     pub dead_letter_target_arn: Option<String>,
+    /// The container image of a `PackageType=Image` function.
+    #[serde(default)]
+    pub image: Option<FunctionImage>,
+}
+
+/// A container image function's image and its `ImageConfig` overrides.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FunctionImage {
+    /// `Code.ImageUri` as given.
+    pub image_uri: String,
+    /// `Code.ResolvedImageUri`: the repository pinned to the digest the URI named at
+    /// create/update time (a later re-tag does not change the function, as on AWS).
+    pub resolved_image_uri: String,
+    /// `ImageConfig` overrides of the image's ENTRYPOINT, CMD and WORKDIR.
+    pub entry_point: Option<Vec<String>>,
+    pub command: Option<Vec<String>>,
+    pub working_directory: Option<String>,
 }
 
 impl FunctionConfig {

@@ -9,7 +9,8 @@ pub mod limits;
 
 pub use arn::{FunctionRef, Scope};
 pub use function::{
-    Alias, Cors, FunctionConfig, FunctionUrlConfig, LayerVersion, PackageType, Runtime, RuntimeFamily,
+    Alias, Cors, FunctionConfig, FunctionImage, FunctionUrlConfig, LayerVersion, PackageType, Runtime,
+    RuntimeFamily,
 };
 
 /// Why a value was refused. The API layer decides which AWS error each becomes.

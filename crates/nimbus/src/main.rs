@@ -12,6 +12,13 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+mod advise;
+mod cli_http;
+mod cli_image;
+mod ecs_tasks;
+mod ecs_wiring;
+mod image_functions;
+mod registry_wiring;
 mod task_invoker;
 mod wiring;
 
@@ -31,6 +38,10 @@ struct Cli {
 enum Command {
     /// Run the platform: every AWS API on one listener, state under --data-dir.
     Server(ServerArgs),
+    /// Cost and fit advice from measured usage: Lambda, Fargate or EC2, and what each costs.
+    Advise(advise::AdviseArgs),
+    /// Images: import, push, pull, ls, rm.
+    Image(cli_image::ImageArgs),
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -80,6 +91,11 @@ struct ServerArgs {
     /// Sandbox backend; `auto` picks the best one this host supports.
     #[arg(long, env = "NIMBUS_SANDBOX", value_enum, default_value = "auto")]
     sandbox: SandboxArg,
+    /// Price table for `nimbus advise` (JSON; default: the built-in us-east-1 table).
+    #[arg(long, env = "NIMBUS_PRICES")]
+    prices: Option<PathBuf>,
+    #[command(flatten)]
+    registry: registry_wiring::RegistryArgs,
 }
 
 fn find_on_path(name: &str) -> PathBuf {
@@ -155,6 +171,7 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
 
     let db = data_dir.join("state.db");
     let store: Arc<dyn nimbus_store::Store> = Arc::new(SqliteStore::open(&db)?);
+    let mut registry = registry_wiring::open(&args.registry, &data_dir, store.clone()).await?;
     let gateway = nimbus_gateway::GatewayEngine::open(store.clone())?;
     let logs = Arc::new(LogStore::open(&db)?);
     let blobs = BlobStore::open(&data_dir.join("blobs"))?;
@@ -182,6 +199,9 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
         sandbox.clone(),
     )?;
     functions.set_destination_sink(Arc::new(wiring::QueueSink(queues.clone())));
+    let accounting = advise::open_accounting(args.prices.as_deref(), store.clone())?;
+    functions.set_usage_sink(Arc::new(advise::UsageBridge(accounting.recorder.clone())));
+    image_functions::wire(&functions, &registry.images);
     let triggers = nimbus_triggers::Triggers::open(store.clone(), functions.clone(), queues.clone())?;
     let keys = parse_keys(&args.access_keys)?;
     let mode = match args.auth {
@@ -191,9 +211,15 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
             AuthMode::Strict
         }
     };
+    // Step Functions and EventBridge reach ECS through a handle filled once ECS is open.
+    let ecs_handle = Arc::new(ecs_tasks::EcsHandle::default());
     let stepfunctions = nimbus_stepfunctions::StepFunctionsEngine::open(
         store.clone(),
-        Arc::new(task_invoker::LambdaTasks(functions.clone())),
+        Arc::new(ecs_tasks::StepTasks {
+            lambda: task_invoker::LambdaTasks(functions.clone()),
+            ecs: ecs_handle.clone(),
+            store: store.clone(),
+        }),
     )?;
     let eventbridge = nimbus_eventbridge::EventBridgeEngine::open(
         store.clone(),
@@ -201,10 +227,21 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
             functions: functions.clone(),
             queues: queues.clone(),
             stepfunctions: stepfunctions.clone(),
+            ecs: ecs_handle.clone(),
         }),
         Duration::from_secs(1),
     )?;
     tokio::spawn(eventbridge.clone().run_scheduler());
+    let ecs = ecs_wiring::open(
+        &data_dir,
+        store.clone(),
+        sandbox.clone(),
+        &registry.images,
+        logs.clone(),
+        Some(accounting.recorder.clone()),
+    )?;
+    ecs_handle.set(ecs.clone());
+    accounting.set_routing(Arc::new(advise::GatewayRouting { gateway: gateway.clone(), ecs: ecs.clone() }));
     let app = nimbus_api::router(AppState {
         functions: functions.clone(),
         gateway: gateway.clone(),
@@ -214,6 +251,10 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
         triggers,
         stepfunctions,
         auth: Arc::new(AuthConfig { mode, keys, function_secret }),
+        usage: Some(accounting.clone()),
+        images: registry.images.clone(),
+        ecr: registry.ecr.clone(),
+        ecs,
         version: env!("CARGO_PKG_VERSION"),
         endpoint_url: endpoint_url.clone(),
     });
@@ -232,12 +273,18 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
         sandbox.name(),
         started.elapsed().as_secs_f64() * 1000.0
     );
+    // After the ready line (tools read the first two lines as they always were).
+    registry.serve();
     std::io::stdout().flush()?;
     use axum::serve::ListenerExt;
     let listener = listener.tap_io(|tcp| {
         let _ = tcp.set_nodelay(true);
     });
     axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await?;
+    // Usage recorded since the last flush (background tasks may still hold the recorder).
+    if let Err(e) = accounting.recorder.flush() {
+        tracing::warn!("usage: flush at shutdown failed: {e}");
+    }
     Ok(())
 }
 
@@ -304,5 +351,7 @@ fn main() -> anyhow::Result<()> {
     let runtime = builder.enable_all().build()?;
     match cli.command {
         Command::Server(args) => runtime.block_on(serve(args)),
+        Command::Advise(args) => runtime.block_on(advise::run(args)),
+        Command::Image(args) => runtime.block_on(cli_image::run(args)),
     }
 }

@@ -36,14 +36,25 @@ impl DestinationSink for QueueSink {
 }
 
 /// Where EventBridge delivers: Lambda functions get an asynchronous invoke (as on AWS),
-/// SQS queues a message, state machines start an execution; other services' ARNs get a clear delivery error until they exist.
+/// SQS queues a message, state machines start an execution, ECS clusters run tasks (see
+/// `ecs_tasks`); other services' ARNs get a clear delivery error until they exist.
 pub struct EventTargets {
     pub functions: Arc<nimbus_functions::FunctionsEngine>,
     pub queues: Arc<QueuesEngine>,
     pub stepfunctions: Arc<nimbus_stepfunctions::StepFunctionsEngine>,
+    pub ecs: Arc<crate::ecs_tasks::EcsHandle>,
 }
 
 impl nimbus_eventbridge::TargetInvoker for EventTargets {
+    fn run_ecs_task<'a>(
+        &'a self,
+        account: &'a str,
+        region: &'a str,
+        launch: nimbus_eventbridge::EcsLaunch,
+    ) -> nimbus_eventbridge::BoxFuture<'a, Result<(), String>> {
+        Box::pin(crate::ecs_tasks::run_for_rule(&self.ecs, account, region, launch))
+    }
+
     fn deliver<'a>(
         &'a self,
         account: &'a str,

@@ -1,6 +1,7 @@
 //! cgroups behind a narrow trait: one `CgroupFs` seam over the kernel's files (a recording
 //! fake in tests), hierarchy detection from an injectable root path, and the v1 and v2
-//! layouts of the same four jobs — limit (memory, cpu, pids), freeze/thaw, kill, peak memory.
+//! layouts of the same five jobs — limit (memory, cpu, pids), freeze/thaw, kill, peak memory,
+//! CPU time used.
 //!
 //! Why files and not a crate: the whole interface is a dozen writes, and both layouts must be
 //! testable without root (see DESIGN.md's dependency table).
@@ -136,6 +137,11 @@ pub enum CgroupVersion {
 /// The controllers a sandbox needs.
 pub const REQUIRED_CONTROLLERS: [&str; 4] = ["memory", "cpu", "pids", "freezer"];
 
+/// v1 controllers used when mounted, never required: `cpuacct` only measures (CPU time for
+/// usage records). When it is co-mounted with `cpu` (`cpu,cpuacct`), the `cpu` directory
+/// already carries `cpuacct.usage`, so it is not listed a second time.
+pub const OPTIONAL_V1_CONTROLLERS: [&str; 1] = ["cpuacct"];
+
 /// Where this process's cgroups live, found from `/proc/self/mountinfo` and `/proc/self/cgroup`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Hierarchy {
@@ -176,7 +182,7 @@ pub fn detect(root: &Path, fs: &dyn CgroupFs) -> Result<Hierarchy, CgroupError> 
         match fstype {
             "cgroup" => {
                 for opt in opts.split(',') {
-                    if REQUIRED_CONTROLLERS.contains(&opt) {
+                    if REQUIRED_CONTROLLERS.contains(&opt) || OPTIONAL_V1_CONTROLLERS.contains(&opt) {
                         v1_mounts.insert(opt.to_string(), mount_point.to_string());
                     }
                 }
@@ -200,8 +206,12 @@ pub fn detect(root: &Path, fs: &dyn CgroupFs) -> Result<Hierarchy, CgroupError> 
     }
 
     if REQUIRED_CONTROLLERS.iter().all(|c| v1_mounts.contains_key(*c)) {
+        let separate_optional = OPTIONAL_V1_CONTROLLERS
+            .iter()
+            .filter(|c| v1_mounts.get(**c).is_some_and(|m| m != &v1_mounts["cpu"]));
         let controllers = REQUIRED_CONTROLLERS
             .iter()
+            .chain(separate_optional)
             .map(|c| {
                 let own = own_v1.get(*c).map(String::as_str).unwrap_or("/");
                 (c.to_string(), under_root(&v1_mounts[*c]).join(own.trim_start_matches('/')))
@@ -263,16 +273,30 @@ impl Cgroups {
     /// Creates this server's parent cgroups. On v2 the controllers are delegated to a
     /// `nimbus-<id>` subtree; if the server's own cgroup holds processes (the "no internal
     /// processes" rule), the server first moves itself into a `server` leaf.
-    pub fn prepare(fs: Arc<dyn CgroupFs>, hierarchy: Hierarchy, id: &str) -> Result<Cgroups, CgroupError> {
+    pub fn prepare(
+        fs: Arc<dyn CgroupFs>,
+        mut hierarchy: Hierarchy,
+        id: &str,
+    ) -> Result<Cgroups, CgroupError> {
         let name = format!("nimbus-{id}");
         remove_stale(fs.as_ref(), &hierarchy);
-        let parents = match &hierarchy {
+        let parents = match &mut hierarchy {
             Hierarchy::V1 { controllers } => {
                 let mut parents = Vec::new();
-                for dir in controllers.values() {
+                let mut unusable = Vec::new();
+                for (controller, dir) in controllers.iter() {
                     let p = dir.join(&name);
-                    fs.create_dir(&p).map_err(io_err(&p))?;
-                    parents.push(p);
+                    match fs.create_dir(&p) {
+                        Ok(()) => parents.push(p),
+                        // A measuring-only controller we cannot use costs CPU figures, not sandboxes.
+                        Err(_) if OPTIONAL_V1_CONTROLLERS.contains(&controller.as_str()) => {
+                            unusable.push(controller.clone())
+                        }
+                        Err(e) => return Err(io_err(&p)(e)),
+                    }
+                }
+                for c in unusable {
+                    controllers.remove(&c);
                 }
                 parents
             }
@@ -494,6 +518,27 @@ impl Cgroup {
         self.read("memory", file).and_then(|s| s.trim().parse().ok()).unwrap_or(0)
     }
 
+    /// CPU time (user + system) consumed by everything in the cgroup so far, in nanoseconds:
+    /// v1 `cpuacct.usage` (the `cpuacct` directory, or the `cpu` one when co-mounted), v2
+    /// `cpu.stat`'s `usage_usec`. 0 where the kernel does not account it.
+    pub fn cpu_usage_ns(&self) -> u64 {
+        match self.owner.version() {
+            CgroupVersion::V1 => ["cpuacct", "cpu"]
+                .into_iter()
+                .find_map(|c| self.read(c, "cpuacct.usage"))
+                .and_then(|s| s.trim().parse().ok())
+                .unwrap_or(0),
+            CgroupVersion::V2 => self
+                .read("cpu", "cpu.stat")
+                .and_then(|s| {
+                    s.lines().find_map(|l| {
+                        l.strip_prefix("usage_usec ").and_then(|v| v.trim().parse::<u64>().ok())
+                    })
+                })
+                .map_or(0, |us| us.saturating_mul(1000)),
+        }
+    }
+
     /// Host pids of every process in the cgroup.
     pub fn pids(&self) -> Vec<i32> {
         self.read("pids", "cgroup.procs")
@@ -656,6 +701,127 @@ mod tests {
                 "write /cg/app/nimbus-1/env/cgroup.freeze 1",
                 "write /cg/app/nimbus-1/env/cgroup.freeze 0",
             ]
+        );
+    }
+
+    #[test]
+    fn v2_cpu_usage_comes_from_cpu_stat_usage_usec() {
+        let fs = Arc::new(RecordingFs::default());
+        let cgs = Arc::new(Cgroups::prepare(fs.clone(), v2(), "1").unwrap());
+        let cg = cgs.create("env", &CgroupLimits::default()).unwrap();
+        assert_eq!(cg.cpu_usage_ns(), 0, "no cpu.stat: unmeasured");
+        fs.files.lock().insert(
+            "/cg/app/nimbus-1/env/cpu.stat".into(),
+            "usage_usec 1234567\nuser_usec 1000000\nsystem_usec 234567\nnr_periods 0\n".into(),
+        );
+        assert_eq!(cg.cpu_usage_ns(), 1_234_567_000);
+    }
+
+    fn hybrid_with(extra_mount: &str, cgroup: &str) -> RecordingFs {
+        RecordingFs::with_files(&[
+            ("/r/proc/self/mountinfo", &format!("{HYBRID_MOUNTINFO}{extra_mount}")),
+            ("/r/proc/self/cgroup", cgroup),
+        ])
+    }
+
+    #[test]
+    fn v1_cpu_usage_reads_a_separate_cpuacct_hierarchy() {
+        // This host's layout: cpuacct mounted on its own beside cpu.
+        let fs = hybrid_with(
+            "33 31 0:30 / /sys/fs/cgroup/cpuacct rw,relatime - cgroup cgroup rw,cpuacct\n",
+            &format!("2:cpuacct:/\n{HYBRID_CGROUP}"),
+        );
+        let h = detect(Path::new("/r"), &fs).unwrap();
+        let Hierarchy::V1 { controllers } = &h else { panic!("{h:?}") };
+        assert_eq!(controllers["cpuacct"], PathBuf::from("/r/sys/fs/cgroup/cpuacct"));
+        assert_eq!(controllers.len(), 5);
+        let fs = Arc::new(fs);
+        let cgs = Arc::new(Cgroups::prepare(fs.clone(), h, "7").unwrap());
+        let cg = cgs.create("e", &CgroupLimits::default()).unwrap();
+        assert!(
+            cg.procs_files().contains(&PathBuf::from("/r/sys/fs/cgroup/cpuacct/nimbus-7/e/cgroup.procs")),
+            "sandboxes join the cpuacct hierarchy too: {:?}",
+            cg.procs_files()
+        );
+        assert_eq!(cg.path(), Path::new("/r/sys/fs/cgroup/cpu/nimbus-7/e"), "path() is unchanged");
+        assert_eq!(cg.cpu_usage_ns(), 0);
+        fs.files
+            .lock()
+            .insert("/r/sys/fs/cgroup/cpuacct/nimbus-7/e/cpuacct.usage".into(), "987654321\n".into());
+        assert_eq!(cg.cpu_usage_ns(), 987_654_321);
+    }
+
+    #[test]
+    fn v1_cpu_usage_reads_the_cpu_directory_when_cpuacct_is_co_mounted() {
+        let mountinfo = HYBRID_MOUNTINFO.replace(
+            "/sys/fs/cgroup/cpu rw,relatime - cgroup cgroup rw,cpu\n",
+            "/sys/fs/cgroup/cpu,cpuacct rw,relatime - cgroup cgroup rw,cpu,cpuacct\n",
+        );
+        let fs = RecordingFs::with_files(&[
+            ("/r/proc/self/mountinfo", &mountinfo),
+            ("/r/proc/self/cgroup", &HYBRID_CGROUP.replace("1:cpu:/", "1:cpu,cpuacct:/")),
+        ]);
+        let h = detect(Path::new("/r"), &fs).unwrap();
+        let Hierarchy::V1 { controllers } = &h else { panic!("{h:?}") };
+        assert_eq!(controllers.len(), 4, "co-mounted cpuacct is not a second directory: {controllers:?}");
+        assert_eq!(controllers["cpu"], PathBuf::from("/r/sys/fs/cgroup/cpu,cpuacct"));
+        let fs = Arc::new(fs);
+        let cgs = Arc::new(Cgroups::prepare(fs.clone(), h, "7").unwrap());
+        let cg = cgs.create("e", &CgroupLimits::default()).unwrap();
+        assert_eq!(cg.procs_files().len(), 4);
+        fs.files
+            .lock()
+            .insert("/r/sys/fs/cgroup/cpu,cpuacct/nimbus-7/e/cpuacct.usage".into(), "5000\n".into());
+        assert_eq!(cg.cpu_usage_ns(), 5000);
+    }
+
+    #[test]
+    fn an_unusable_cpuacct_hierarchy_costs_cpu_figures_not_sandboxes() {
+        struct NoCpuacct(RecordingFs);
+        impl CgroupFs for NoCpuacct {
+            fn write(&self, p: &Path, v: &str) -> io::Result<()> {
+                self.0.write(p, v)
+            }
+            fn read(&self, p: &Path) -> io::Result<String> {
+                self.0.read(p)
+            }
+            fn create_dir(&self, p: &Path) -> io::Result<()> {
+                if p.starts_with("/sys/fs/cgroup/cpuacct") {
+                    return Err(io::Error::from_raw_os_error(13));
+                }
+                self.0.create_dir(p)
+            }
+            fn remove_dir(&self, p: &Path) -> io::Result<()> {
+                self.0.remove_dir(p)
+            }
+            fn exists(&self, p: &Path) -> bool {
+                self.0.exists(p)
+            }
+            fn subdirs(&self, p: &Path) -> Vec<String> {
+                self.0.subdirs(p)
+            }
+        }
+        let controllers: BTreeMap<String, PathBuf> = ["memory", "cpu", "cpuacct", "pids", "freezer"]
+            .iter()
+            .map(|c| (c.to_string(), PathBuf::from(format!("/sys/fs/cgroup/{c}"))))
+            .collect();
+        let cgs = Arc::new(
+            Cgroups::prepare(Arc::new(NoCpuacct(RecordingFs::default())), Hierarchy::V1 { controllers }, "7")
+                .unwrap(),
+        );
+        let cg = cgs.create("e", &CgroupLimits::default()).unwrap();
+        assert_eq!(cg.procs_files().len(), 4);
+        assert_eq!(cg.cpu_usage_ns(), 0);
+        let controllers: BTreeMap<String, PathBuf> = ["memory", "cpu", "pids", "freezer"]
+            .iter()
+            .map(|c| (c.to_string(), PathBuf::from(format!("/sys/fs/cgroup/{c}"))))
+            .collect();
+        let failing = NoCpuacct(RecordingFs::default());
+        let mut bad = controllers;
+        bad.insert("memory".into(), "/sys/fs/cgroup/cpuacct/memory".into());
+        assert!(
+            Cgroups::prepare(Arc::new(failing), Hierarchy::V1 { controllers: bad }, "7").is_err(),
+            "required ones still fail"
         );
     }
 

@@ -1,7 +1,11 @@
 //! The `container` backend: each sandbox is a process tree in its own mount, pid, ipc and
 //! uts namespaces (net when asked) and its own cgroup (memory, cpu, pids, freezer), seeing a
 //! read-only system root, its code at `/var/task`, layers at `/opt`, a private tmpfs `/tmp`
-//! and its own `/proc`, running as an unprivileged user.
+//! and its own `/proc`, running as an unprivileged user. With `FsView.image_root` the root
+//! is a container image's instead (an overlay of its layers, or a private copy), writable,
+//! with `/proc`, a `/dev` tmpfs and generated `/etc/{hosts,hostname,resolv.conf}`; root inside
+//! keeps only Docker's default capabilities. A sandbox may get a new network namespace (its
+//! `lo` brought up in the child) or join another sandbox's (`join_netns_of`).
 //!
 //! Why not an OCI runtime: `runc run` costs ~37 ms per start on this class of host, more
 //! than twice the cold-start budget. Namespaces are set up here directly with one
@@ -9,7 +13,8 @@
 //! allocation-free child that mounts, pivots, drops privileges and execs.
 use crate::cgroups::{Cgroup, CgroupLimits, Cgroups, HostFs};
 use crate::{
-    Capabilities, ExitStatus, Instance, InstanceInfo, Limits, Sandbox, SandboxError, SandboxSpec, Stats,
+    Capabilities, ExitStatus, ImageRoot, Instance, InstanceInfo, Limits, Sandbox, SandboxError, SandboxSpec,
+    Stats,
 };
 use std::collections::BTreeSet;
 use std::ffi::{CString, c_char, c_int, c_void};
@@ -49,6 +54,26 @@ const ETC_ESSENTIALS: [&str; 17] = [
     "services",
 ];
 const DEVICES: [&str; 5] = ["null", "zero", "full", "random", "urandom"];
+/// Device nodes a container image root gets in its `/dev` tmpfs (as OCI runtimes give).
+const IMAGE_DEVICES: [&str; 6] = ["null", "zero", "full", "random", "urandom", "tty"];
+/// The capabilities a root user in an image root keeps (Docker's default set: chown,
+/// dac_override, fowner, fsetid, kill, setgid, setuid, setpcap, net_bind_service, net_raw,
+/// sys_chroot, mknod, audit_write, setfcap); everything else (sys_admin, sys_module,
+/// net_admin, sys_ptrace, …) is dropped from the bounding, effective and permitted sets.
+const IMAGE_ROOT_CAPS: u32 = (1 << 0)
+    | (1 << 1)
+    | (1 << 3)
+    | (1 << 4)
+    | (1 << 5)
+    | (1 << 6)
+    | (1 << 7)
+    | (1 << 8)
+    | (1 << 10)
+    | (1 << 13)
+    | (1 << 18)
+    | (1 << 27)
+    | (1 << 29)
+    | (1 << 31);
 
 pub struct ContainerSandbox {
     cgroups: Arc<Cgroups>,
@@ -114,6 +139,7 @@ impl ContainerSandbox {
             limits: Limits { memory_mb: Some(64), pids_max: Some(16), ..Default::default() },
             fs: crate::FsView { tmp_mb: 1, ..Default::default() },
             isolate_network: true,
+            ..Default::default()
         };
         let mut instance =
             self.spawn(spec, false).map_err(|e| format!("a test sandbox did not start: {e}"))?;
@@ -160,7 +186,13 @@ impl Sandbox for ContainerSandbox {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities { memory_limit: true, filesystem_isolation: true, pid_isolation: true, freezer: true }
+        Capabilities {
+            memory_limit: true,
+            filesystem_isolation: true,
+            pid_isolation: true,
+            freezer: true,
+            image_roots: true,
+        }
     }
 
     fn fingerprint(&self) -> String {
@@ -202,12 +234,19 @@ enum Step {
 
 /// Everything the child does, prepared by the parent.
 pub(crate) struct Plan {
+    /// A network namespace to enter first (`/proc/<pid>/ns/net` of another sandbox).
+    netns: Option<OwnedFd>,
     cgroup_procs: Vec<CString>,
     steps: Vec<Step>,
     /// The new root to pivot into (isolated sandboxes only).
     root: Option<CString>,
-    /// Drop to the sandbox user (isolated sandboxes only).
-    drop_privileges: bool,
+    /// Directories made after the pivot (an image's working directory), so symlinks in the
+    /// image resolve inside its root, never on the host.
+    post_pivot_dirs: Vec<CString>,
+    /// Bring the new network namespace's loopback up.
+    lo_up: bool,
+    /// Switch to this (uid, gid) (isolated sandboxes only).
+    user: Option<(u32, u32)>,
     /// Lead a new process group (so signals reach everything the program forks).
     new_process_group: bool,
     cwd: CString,
@@ -356,6 +395,9 @@ fn is_system_path(p: &Path) -> bool {
 
 impl Plan {
     fn build(sb: &ContainerSandbox, spec: &SandboxSpec, cgroup: &Cgroup) -> Result<Plan, SandboxError> {
+        if let Some(image) = &spec.fs.image_root {
+            return Plan::build_image(sb, spec, image, cgroup);
+        }
         let mut b = StepBuilder { root: sb.root.clone(), made: BTreeSet::new(), steps: Vec::new() };
         // Nothing mounted here propagates back to the host.
         b.steps.push(Step::Mount {
@@ -441,7 +483,7 @@ impl Plan {
         }
         for (host, inside) in &spec.fs.expose {
             let host = std::fs::canonicalize(host)?;
-            if !(is_system_path(&host) && &host == inside) && !b.made.contains(inside) {
+            if !(b.made.contains(inside) || is_system_path(&host) && &host == inside) {
                 b.bind(&host, inside, true)?;
             }
         }
@@ -454,22 +496,165 @@ impl Plan {
             data: None,
         });
 
-        let mut flags = libc::CLONE_NEWNS | libc::CLONE_NEWPID | libc::CLONE_NEWIPC | libc::CLONE_NEWUTS;
-        if spec.isolate_network {
-            flags |= libc::CLONE_NEWNET;
-        }
+        let (flags, netns, lo_up) = namespaces(spec)?;
         Ok(Plan {
+            netns,
             cgroup_procs: cgroup.procs_files().iter().map(cstr).collect::<Result<_, _>>()?,
             steps: b.steps,
             root: Some(root),
-            drop_privileges: true,
+            post_pivot_dirs: Vec::new(),
+            lo_up,
+            user: Some(spec.user.unwrap_or((SANDBOX_UID, SANDBOX_GID))),
             new_process_group: false,
             cwd: cstr(&spec.cwd)?,
             program: cstr(&spec.program)?,
             exec: ExecParts::new(spec)?,
             dev_null: cstr("/dev/null")?,
             flags,
-            hostname: cstr("localhost")?,
+            hostname: cstr(spec.hostname.as_deref().unwrap_or("localhost"))?,
+        })
+    }
+
+    /// A container image root: the image's layers under an overlay (or its flattened copy)
+    /// become the writable root, with `/proc`, a `/dev` tmpfs and generated `/etc` files.
+    /// Everything that is resolved before the pivot (`/proc`, `/dev`, `/etc`) is checked
+    /// from the host side first, so a symlink in an image never redirects a mount or a write
+    /// onto the host's filesystem.
+    fn build_image(
+        sb: &ContainerSandbox,
+        spec: &SandboxSpec,
+        image: &ImageRoot,
+        cgroup: &Cgroup,
+    ) -> Result<Plan, SandboxError> {
+        let mut b = StepBuilder { root: sb.root.clone(), made: BTreeSet::new(), steps: Vec::new() };
+        b.steps.push(Step::Mount {
+            src: None,
+            target: cstr("/")?,
+            fstype: None,
+            flags: libc::MS_REC | libc::MS_PRIVATE,
+            data: None,
+        });
+        let root = cstr(&sb.root)?;
+        let writable = match image {
+            ImageRoot::Overlay { lower, upper, work } => {
+                if lower.is_empty() {
+                    return Err(SandboxError::Setup("an overlay image root needs at least one layer".into()));
+                }
+                // overlayfs lists the topmost lower directory first.
+                let mut parts: Vec<String> = Vec::with_capacity(lower.len() + 2);
+                for p in lower.iter().rev().chain([upper, work]) {
+                    let p = p.display().to_string();
+                    if p.contains(':') || p.contains(',') {
+                        return Err(SandboxError::Setup(format!("layer path {p} cannot be overlaid")));
+                    }
+                    parts.push(p);
+                }
+                let (work, upper) = (parts.pop().unwrap_or_default(), parts.pop().unwrap_or_default());
+                let data = format!("lowerdir={},upperdir={upper},workdir={work}", parts.join(":"));
+                // The kernel reads mount options from a single page.
+                if data.len() >= 4000 {
+                    return Err(SandboxError::Setup(format!(
+                        "the image's {} layers do not fit in one overlay mount's options",
+                        lower.len()
+                    )));
+                }
+                b.steps.push(Step::Mount {
+                    src: Some(cstr("overlay")?),
+                    target: root.clone(),
+                    fstype: Some(cstr("overlay")?),
+                    flags: 0,
+                    data: Some(cstr(data)?),
+                });
+                PathBuf::from(upper)
+            }
+            ImageRoot::Dir(dir) => {
+                b.steps.push(Step::Mount {
+                    src: Some(cstr(dir)?),
+                    target: root.clone(),
+                    fstype: None,
+                    flags: libc::MS_BIND | libc::MS_REC,
+                    data: None,
+                });
+                dir.clone()
+            }
+        };
+        for inner in ["/proc", "/dev", "/etc", "/tmp"] {
+            if let Some(m) = image_lookup(image, Path::new(inner))
+                && !m.file_type().is_dir()
+            {
+                return Err(SandboxError::Setup(format!(
+                    "the image's {inner} is not a directory (a symlink or file), which is not supported"
+                )));
+            }
+        }
+        let hostname = spec.hostname.as_deref().unwrap_or("localhost");
+        write_etc_files(&writable, hostname)?;
+
+        b.fs(Path::new("/proc"), "proc", libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC, "")?;
+        if spec.fs.tmp_mb > 0 {
+            b.fs(
+                Path::new("/tmp"),
+                "tmpfs",
+                libc::MS_NOSUID | libc::MS_NODEV,
+                &format!("size={}m,mode=1777,uid=0,gid=0", spec.fs.tmp_mb),
+            )?;
+        }
+        b.fs(Path::new("/dev"), "tmpfs", libc::MS_NOSUID | libc::MS_STRICTATIME, "mode=755,size=65536k")?;
+        for dev in IMAGE_DEVICES {
+            let host = Path::new("/dev").join(dev);
+            if host.exists() {
+                b.bind(&host, &host, false)?;
+            }
+        }
+        b.fs(
+            Path::new("/dev/pts"),
+            "devpts",
+            libc::MS_NOSUID | libc::MS_NOEXEC,
+            "newinstance,ptmxmode=0666,mode=0620",
+        )?;
+        b.symlink(Path::new("pts/ptmx"), Path::new("/dev/ptmx"))?;
+        b.fs(
+            Path::new("/dev/shm"),
+            "tmpfs",
+            libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+            "mode=1777,size=65536k",
+        )?;
+        for (link, target) in [
+            ("fd", "/proc/self/fd"),
+            ("stdin", "/proc/self/fd/0"),
+            ("stdout", "/proc/self/fd/1"),
+            ("stderr", "/proc/self/fd/2"),
+            ("core", "/proc/kcore"),
+        ] {
+            b.symlink(Path::new(target), &Path::new("/dev").join(link))?;
+        }
+
+        // The working directory is made (as runtimes do) after the pivot, inside the image.
+        let mut post_pivot_dirs = Vec::new();
+        if spec.cwd.is_absolute() {
+            let mut chain: Vec<&Path> = spec.cwd.ancestors().filter(|a| *a != Path::new("/")).collect();
+            chain.reverse();
+            for dir in chain {
+                post_pivot_dirs.push(cstr(dir)?);
+            }
+        }
+        let program = resolve_in_image(image, &spec.program, &spec.env);
+        let (flags, netns, lo_up) = namespaces(spec)?;
+        Ok(Plan {
+            netns,
+            cgroup_procs: cgroup.procs_files().iter().map(cstr).collect::<Result<_, _>>()?,
+            steps: b.steps,
+            root: Some(root),
+            post_pivot_dirs,
+            lo_up,
+            user: Some(spec.user.unwrap_or((0, 0))),
+            new_process_group: false,
+            cwd: cstr(&spec.cwd)?,
+            program: cstr(&program)?,
+            exec: ExecParts::new(spec)?,
+            dev_null: cstr("/dev/null")?,
+            flags,
+            hostname: cstr(hostname)?,
         })
     }
 
@@ -484,10 +669,13 @@ impl Plan {
             exec.rlimits.push((libc::RLIMIT_FSIZE, mb * 1024 * 1024));
         }
         Ok(Plan {
+            netns: None,
             cgroup_procs: Vec::new(),
             steps: Vec::new(),
             root: None,
-            drop_privileges: false,
+            post_pivot_dirs: Vec::new(),
+            lo_up: false,
+            user: None,
             new_process_group: true,
             cwd: cstr(&spec.cwd)?,
             program: cstr(&program)?,
@@ -517,7 +705,9 @@ impl Plan {
         let mut pidfd: c_int = -1;
         // Block every signal so no handler of the server runs on the child's stack; the child
         // restores defaults and an empty mask before exec.
+        // SAFETY: sigset_t is a plain bit array; all-zero is a valid (empty) set.
         let mut all: libc::sigset_t = unsafe { std::mem::zeroed() };
+        // SAFETY: as above.
         let mut old: libc::sigset_t = unsafe { std::mem::zeroed() };
         // SAFETY: valid sigset pointers; pthread_sigmask only affects this thread.
         unsafe {
@@ -567,6 +757,8 @@ impl Plan {
     fn describe(&self, step: u32) -> String {
         let s = |c: &CString| c.to_string_lossy().into_owned();
         match step {
+            STEP_NETNS => "joining the network namespace".into(),
+            STEP_LO => "bringing up the loopback interface".into(),
             STEP_CGROUP => "joining the cgroup".into(),
             STEP_PIVOT => "pivot_root".into(),
             STEP_CHDIR => format!("chdir {}", s(&self.cwd)),
@@ -596,6 +788,116 @@ const STEP_CHDIR: u32 = 10_002;
 const STEP_USER: u32 = 10_003;
 const STEP_EXEC: u32 = 10_004;
 const STEP_SETUP: u32 = 10_005;
+const STEP_NETNS: u32 = 10_006;
+const STEP_LO: u32 = 10_007;
+
+/// The namespaces a sandbox is cloned into, and the network namespace it joins instead of
+/// getting its own (opened here, in the parent, so the child only calls setns).
+fn namespaces(spec: &SandboxSpec) -> Result<(c_int, Option<OwnedFd>, bool), SandboxError> {
+    let mut flags = libc::CLONE_NEWNS | libc::CLONE_NEWPID | libc::CLONE_NEWIPC | libc::CLONE_NEWUTS;
+    if let Some(pid) = spec.join_netns_of {
+        let ns = std::fs::File::open(format!("/proc/{pid}/ns/net")).map_err(|e| {
+            SandboxError::Setup(format!("cannot open the network namespace of pid {pid}: {e}"))
+        })?;
+        return Ok((flags, Some(OwnedFd::from(ns)), false));
+    }
+    if spec.isolate_network {
+        flags |= libc::CLONE_NEWNET;
+    }
+    Ok((flags, None, spec.isolate_network))
+}
+
+/// Finds `inner` in an image root from the host side: the topmost layer (the upper first)
+/// holding an entry decides, and an overlay whiteout (a 0:0 character device) hides it.
+fn image_lookup(image: &ImageRoot, inner: &Path) -> Option<std::fs::Metadata> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let rel = inner.strip_prefix("/").unwrap_or(inner);
+    let dirs: Vec<&PathBuf> = match image {
+        ImageRoot::Dir(d) => vec![d],
+        ImageRoot::Overlay { lower, upper, .. } => std::iter::once(upper).chain(lower.iter().rev()).collect(),
+    };
+    for dir in dirs {
+        if let Ok(m) = std::fs::symlink_metadata(dir.join(rel)) {
+            if m.file_type().is_char_device() && m.rdev() == 0 {
+                return None;
+            }
+            return Some(m);
+        }
+    }
+    None
+}
+
+/// Resolves a bare program name on the environment's PATH inside the image (execve does not
+/// search); absolute and relative paths are used as they are.
+fn resolve_in_image(image: &ImageRoot, program: &Path, env: &[(String, String)]) -> PathBuf {
+    if program.components().count() > 1 || program.is_absolute() {
+        return program.to_path_buf();
+    }
+    let path = env
+        .iter()
+        .find(|(k, _)| k == "PATH")
+        .map(|(_, v)| v.as_str())
+        .unwrap_or("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+    std::env::split_paths(path)
+        .filter(|d| d.is_absolute())
+        .map(|d| d.join(program))
+        .find(|p| image_lookup(image, p).is_some_and(|m| !m.is_dir()))
+        .unwrap_or_else(|| program.to_path_buf())
+}
+
+/// Writes `/etc/hosts`, `/etc/hostname` and `/etc/resolv.conf` into the container's own
+/// writable layer (the overlay's upper or the private copy), replacing what the image has.
+fn write_etc_files(writable: &Path, hostname: &str) -> Result<(), SandboxError> {
+    let etc = writable.join("etc");
+    match std::fs::symlink_metadata(&etc) {
+        Ok(m) if m.is_dir() => {}
+        Ok(_) => return Err(SandboxError::Setup(format!("{} is not a directory", etc.display()))),
+        Err(_) => std::fs::create_dir_all(&etc)?,
+    }
+    let resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    let hosts = format!(
+        "127.0.0.1\tlocalhost {hostname}\n::1\tlocalhost ip6-localhost ip6-loopback\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n"
+    );
+    for (name, content) in [("hosts", hosts), ("hostname", format!("{hostname}\n")), ("resolv.conf", resolv)]
+    {
+        let path = etc.join(name);
+        // A symlink in the image would make the write land wherever it points on the host.
+        if let Ok(m) = std::fs::symlink_metadata(&path) {
+            if m.is_dir() {
+                return Err(SandboxError::Setup(format!("{} is a directory", path.display())));
+            }
+            if !m.is_file() {
+                std::fs::remove_file(&path)?;
+            }
+        }
+        std::fs::write(&path, content)?;
+    }
+    Ok(())
+}
+
+/// The header and data of capset(2) (version 3: two 32-bit words per set).
+#[repr(C)]
+struct CapHeader {
+    version: u32,
+    pid: c_int,
+}
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct CapData {
+    effective: u32,
+    permitted: u32,
+    inheritable: u32,
+}
+const CAP_VERSION_3: u32 = 0x2008_0522;
+
+/// `struct ifreq` as SIOCGIFFLAGS / SIOCSIFFLAGS use it (name, flags, padding to 40 bytes).
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct IfreqFlags {
+    name: [u8; 16],
+    flags: libc::c_short,
+    _pad: [u8; 22],
+}
 
 struct ChildArgs<'a> {
     plan: &'a Plan,
@@ -626,8 +928,15 @@ extern "C" fn child_main(arg: *mut c_void) -> c_int {
     let args = unsafe { &*(arg as *const ChildArgs) };
     let (plan, err) = (args.plan, args.err_fd);
     // SAFETY (whole block): every call is a plain syscall wrapper given pointers to C strings
-    // and buffers the parent prepared and keeps alive; no allocation happens here.
+    // and buffers the parent prepared and keeps alive (or on this stack); no allocation
+    // happens here.
     unsafe {
+        // Enter the shared network namespace before anything else, as the flags promised.
+        if let Some(ns) = &plan.netns
+            && libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) != 0
+        {
+            child_fail(err, STEP_NETNS);
+        }
         for p in &plan.cgroup_procs {
             let fd = libc::open(p.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
             if fd < 0 || libc::write(fd, b"0".as_ptr() as *const c_void, 1) != 1 {
@@ -670,6 +979,26 @@ extern "C" fn child_main(arg: *mut c_void) -> c_int {
                 child_fail(err, STEP_PIVOT);
             }
             libc::sethostname(plan.hostname.as_ptr(), plan.hostname.as_bytes().len());
+            for dir in &plan.post_pivot_dirs {
+                if libc::mkdir(dir.as_ptr(), 0o755) != 0 && *libc::__errno_location() != libc::EEXIST {
+                    child_fail(err, STEP_CHDIR);
+                }
+            }
+        }
+        if plan.lo_up {
+            // A new network namespace starts with `lo` down: nothing could reach 127.0.0.1.
+            let mut ifr = IfreqFlags { name: [0; 16], flags: 0, _pad: [0; 22] };
+            ifr.name[0] = b'l';
+            ifr.name[1] = b'o';
+            let s = libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
+            if s < 0 || libc::ioctl(s, libc::SIOCGIFFLAGS as _, &mut ifr as *mut IfreqFlags) != 0 {
+                child_fail(err, STEP_LO);
+            }
+            ifr.flags |= (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short;
+            if libc::ioctl(s, libc::SIOCSIFFLAGS as _, &ifr as *const IfreqFlags) != 0 {
+                child_fail(err, STEP_LO);
+            }
+            libc::close(s);
         }
         if libc::chdir(plan.cwd.as_ptr()) != 0 {
             child_fail(err, STEP_CHDIR);
@@ -692,13 +1021,35 @@ extern "C" fn child_main(arg: *mut c_void) -> c_int {
         libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0);
         // Raw syscalls: glibc's setuid family would signal the server's threads (setxid
         // broadcast), which share this memory image.
-        if plan.drop_privileges
-            && (libc::syscall(libc::SYS_setgroups, 0, std::ptr::null::<libc::gid_t>()) != 0
-                || libc::syscall(libc::SYS_setresgid, SANDBOX_GID, SANDBOX_GID, SANDBOX_GID) != 0
-                || libc::syscall(libc::SYS_setresuid, SANDBOX_UID, SANDBOX_UID, SANDBOX_UID) != 0
-                || libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
-        {
-            child_fail(err, STEP_USER);
+        if let Some((uid, gid)) = plan.user {
+            if uid == 0 {
+                // Root inside keeps only Docker's default capabilities: drop the rest from
+                // the bounding set (needs CAP_SETPCAP, kept), then from the other sets.
+                for cap in 0..64 {
+                    if cap >= 32 || IMAGE_ROOT_CAPS & (1u32 << cap) == 0 {
+                        let r = libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0);
+                        // EINVAL: past the kernel's last capability.
+                        if r != 0 && *libc::__errno_location() != libc::EINVAL {
+                            child_fail(err, STEP_USER);
+                        }
+                    }
+                }
+            }
+            if libc::syscall(libc::SYS_setgroups, 0, std::ptr::null::<libc::gid_t>()) != 0
+                || libc::syscall(libc::SYS_setresgid, gid, gid, gid) != 0
+                || libc::syscall(libc::SYS_setresuid, uid, uid, uid) != 0
+                || libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0
+            {
+                child_fail(err, STEP_USER);
+            }
+            if uid == 0 {
+                let header = CapHeader { version: CAP_VERSION_3, pid: 0 };
+                let keep = CapData { effective: IMAGE_ROOT_CAPS, permitted: IMAGE_ROOT_CAPS, inheritable: 0 };
+                let data = [keep, CapData { effective: 0, permitted: 0, inheritable: 0 }];
+                if libc::syscall(libc::SYS_capset, &header as *const CapHeader, data.as_ptr()) != 0 {
+                    child_fail(err, STEP_USER);
+                }
+            }
         }
         // Default dispositions and an empty mask for the new program.
         let mut sa: libc::sigaction = std::mem::zeroed();
@@ -765,6 +1116,9 @@ struct ContainerInstance {
     paused: AtomicBool,
     /// Present until the waiter task takes it (or `wait_blocking` uses it).
     child: Option<Child>,
+    /// The highest CPU time read so far: the waiter records the final figure before the
+    /// cgroup (and its counter) is removed, so `stats()` stays monotonic after exit.
+    cpu_seen: Arc<AtomicU64>,
 }
 
 impl ContainerInstance {
@@ -772,12 +1126,14 @@ impl ContainerInstance {
         let (tx, rx) = watch::channel(None);
         let pid = child.pid;
         let cgroup = Arc::new(cgroup);
+        let cpu_seen = Arc::new(AtomicU64::new(0));
         let mut me = ContainerInstance {
             pid,
             cgroup: cgroup.clone(),
             exited: rx,
             paused: AtomicBool::new(false),
             child: Some(child),
+            cpu_seen: cpu_seen.clone(),
         };
         if let (true, Ok(handle)) = (watch_exit, tokio::runtime::Handle::try_current()) {
             if let Some(child) = me.child.take() {
@@ -785,6 +1141,7 @@ impl ContainerInstance {
                     let status = wait_for_exit(child).await;
                     // Whatever the runtime forked dies with it (pid namespace), then the cgroup goes.
                     cgroup.kill_all();
+                    cpu_seen.fetch_max(cgroup.cpu_usage_ns(), Ordering::Relaxed);
                     for _ in 0..50 {
                         if cgroup.remove() {
                             break;
@@ -896,7 +1253,11 @@ impl Instance for ContainerInstance {
     }
 
     fn stats(&self) -> Stats {
-        Stats { peak_memory_bytes: self.cgroup.memory_peak() }
+        let cpu = self.cpu_seen.fetch_max(self.cgroup.cpu_usage_ns(), Ordering::Relaxed);
+        Stats {
+            peak_memory_bytes: self.cgroup.memory_peak(),
+            cpu_usage_ns: cpu.max(self.cpu_seen.load(Ordering::Relaxed)),
+        }
     }
 
     fn inspect(&self) -> InstanceInfo {

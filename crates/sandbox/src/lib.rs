@@ -32,7 +32,7 @@ pub enum SandboxError {
 }
 
 /// What to run and under which limits.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct SandboxSpec {
     pub program: PathBuf,
     pub args: Vec<String>,
@@ -45,8 +45,17 @@ pub struct SandboxSpec {
     /// What the sandbox sees of the filesystem (backends with filesystem isolation only;
     /// the process backend runs in the host's filesystem).
     pub fs: FsView,
-    /// Give the sandbox its own, empty network namespace (loopback only).
+    /// Give the sandbox its own, empty network namespace (loopback only, brought up).
     pub isolate_network: bool,
+    /// The user and group to run as; `None` is the sandbox user (uid 993) for the Lambda
+    /// view and root for an image root (as a container image's default user).
+    pub user: Option<(u32, u32)>,
+    /// The hostname inside the sandbox (its own uts namespace); `None` is `localhost`.
+    pub hostname: Option<String>,
+    /// Join the network namespace of this (host) pid instead of the host's or a new one:
+    /// the containers of one task share one network namespace. Takes precedence over
+    /// `isolate_network`. The process backend ignores it, as it ignores `isolate_network`.
+    pub join_netns_of: Option<u32>,
 }
 
 /// The filesystem of an isolated sandbox: a read-only system root plus these.
@@ -61,6 +70,42 @@ pub struct FsView {
     /// Host paths shown read-only inside, as (host, inside) pairs (interpreters, runtime
     /// bootstraps, SDKs).
     pub expose: Vec<(PathBuf, PathBuf)>,
+    /// When set, the sandbox's root is this container image root (writable) instead of the
+    /// read-only host system view; `code`, `layers` and `expose` are unused, and `tmp_mb`,
+    /// when not 0, puts a private tmpfs of that size at `/tmp` (Lambda image functions).
+    /// `/proc`, a `/dev` tmpfs with the usual device nodes, `/dev/shm`, `/dev/pts` and
+    /// generated `/etc/hosts`, `/etc/hostname`, `/etc/resolv.conf` are added; the program is
+    /// resolved on the environment's PATH inside the image. Container backend only.
+    pub image_root: Option<ImageRoot>,
+}
+
+/// A container image's root filesystem as the image store prepared it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ImageRoot {
+    /// Unpacked layers (bottom → top, as listed in the manifest) under an overlay with a
+    /// private, writable `upper` and its `work` directory (same filesystem as `upper`).
+    Overlay { lower: Vec<PathBuf>, upper: PathBuf, work: PathBuf },
+    /// A private, writable copy of the flattened rootfs (where overlayfs is unavailable).
+    Dir(PathBuf),
+}
+
+/// Connects to `127.0.0.1:port` inside the network namespace of `pid` (a sandbox started
+/// with `isolate_network`): a short-lived thread enters the namespace, connects and hands the
+/// stream back. A socket belongs to the namespace it was created in, so the stream keeps
+/// working from any thread afterwards — used to forward a host port into a container.
+pub fn connect_in_netns(pid: u32, port: u16) -> std::io::Result<std::net::TcpStream> {
+    let (tx, rx) = std::sync::mpsc::sync_channel(1);
+    std::thread::Builder::new().name("netns-connect".into()).spawn(move || {
+        let result = (|| {
+            let ns = std::fs::File::open(format!("/proc/{pid}/ns/net"))?;
+            // Only this short-lived thread changes namespace; the server's threads stay put.
+            nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET).map_err(std::io::Error::from)?;
+            let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+            std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5))
+        })();
+        let _ = tx.send(result);
+    })?;
+    rx.recv().unwrap_or_else(|_| Err(std::io::Error::other("the netns connect thread died")))
 }
 
 #[derive(Debug, Clone, Default)]
@@ -102,6 +147,9 @@ impl std::fmt::Display for ExitStatus {
 pub struct Stats {
     /// Peak resident memory in bytes.
     pub peak_memory_bytes: u64,
+    /// CPU time (user + system) consumed since start, in nanoseconds; monotonic for one
+    /// instance, so callers report usage as differences between samples. 0 where unmeasured.
+    pub cpu_usage_ns: u64,
 }
 
 /// What a backend can enforce, so callers can refuse what it cannot give.
@@ -111,6 +159,8 @@ pub struct Capabilities {
     pub filesystem_isolation: bool,
     pub pid_isolation: bool,
     pub freezer: bool,
+    /// Runs container image roots (`FsView.image_root`).
+    pub image_roots: bool,
 }
 
 /// What a sandbox is doing now.

@@ -1,7 +1,8 @@
 //! The `mock` backend: runs nothing, records what it was asked, and exits when a test says
 //! so — for unit tests of the code that drives sandboxes (schedulers, environment pools).
 use crate::{
-    Capabilities, ExitStatus, Instance, InstanceInfo, Limits, Sandbox, SandboxError, SandboxSpec, Stats,
+    Capabilities, ExitStatus, FsView, Instance, InstanceInfo, Limits, Sandbox, SandboxError, SandboxSpec,
+    Stats,
 };
 use parking_lot::Mutex;
 use std::sync::Arc;
@@ -33,9 +34,16 @@ pub struct MockInstanceHandle {
     pub args: Vec<String>,
     pub env: Vec<(String, String)>,
     pub limits: Limits,
+    pub cwd: std::path::PathBuf,
+    pub fs: FsView,
+    pub isolate_network: bool,
+    pub user: Option<(u32, u32)>,
+    pub hostname: Option<String>,
+    pub join_netns_of: Option<u32>,
     calls: Arc<Mutex<Vec<MockCall>>>,
     exit: Arc<watch::Sender<Option<ExitStatus>>>,
     peak: Arc<Mutex<u64>>,
+    cpu_ns: Arc<Mutex<u64>>,
 }
 
 impl MockInstanceHandle {
@@ -47,6 +55,10 @@ impl MockInstanceHandle {
     }
     pub fn set_peak_memory(&self, bytes: u64) {
         *self.peak.lock() = bytes;
+    }
+    /// Scripts the cumulative CPU time `stats()` reports from now on.
+    pub fn set_cpu_usage_ns(&self, ns: u64) {
+        *self.cpu_ns.lock() = ns;
     }
 }
 
@@ -61,7 +73,13 @@ impl Sandbox for MockSandbox {
         "mock"
     }
     fn capabilities(&self) -> Capabilities {
-        Capabilities { memory_limit: true, filesystem_isolation: false, pid_isolation: true, freezer: true }
+        Capabilities {
+            memory_limit: true,
+            filesystem_isolation: false,
+            pid_isolation: true,
+            freezer: true,
+            image_roots: true,
+        }
     }
     fn fingerprint(&self) -> String {
         "mock sandboxes (nothing runs)".into()
@@ -76,9 +94,16 @@ impl Sandbox for MockSandbox {
             args: spec.args,
             env: spec.env,
             limits: spec.limits,
+            cwd: spec.cwd,
+            fs: spec.fs,
+            isolate_network: spec.isolate_network,
+            user: spec.user,
+            hostname: spec.hostname,
+            join_netns_of: spec.join_netns_of,
             calls: Arc::default(),
             exit: Arc::new(tx),
             peak: Arc::default(),
+            cpu_ns: Arc::default(),
         };
         let id = {
             let mut started = self.started.lock();
@@ -128,7 +153,7 @@ impl Instance for MockInstance {
         crate::wait_exited(&self.exited)
     }
     fn stats(&self) -> Stats {
-        Stats { peak_memory_bytes: *self.handle.peak.lock() }
+        Stats { peak_memory_bytes: *self.handle.peak.lock(), cpu_usage_ns: *self.handle.cpu_ns.lock() }
     }
     fn inspect(&self) -> InstanceInfo {
         let paused = self.handle.calls.lock().iter().rev().find_map(|c| match c {
@@ -161,6 +186,8 @@ mod tests {
             limits: Limits { memory_mb: Some(128), ..Default::default() },
             fs: Default::default(),
             isolate_network: false,
+            hostname: Some("h".into()),
+            ..Default::default()
         };
         let i = sb.start(spec).unwrap();
         i.pause().unwrap();
@@ -169,9 +196,15 @@ mod tests {
         let h = &sb.started()[0];
         assert_eq!(h.program, "/bin/runtime");
         assert_eq!(h.limits.memory_mb, Some(128));
+        assert_eq!(h.hostname.as_deref(), Some("h"));
         h.exit(ExitStatus::Code(3));
         assert_eq!(i.wait().await, ExitStatus::Code(3));
         assert_eq!(h.calls(), vec![MockCall::Pause, MockCall::Resume]);
+        assert_eq!(i.stats().cpu_usage_ns, 0);
+        h.set_cpu_usage_ns(1_500_000);
+        h.set_peak_memory(64 << 20);
+        assert_eq!(i.stats().cpu_usage_ns, 1_500_000, "scripted CPU time");
+        assert_eq!(i.stats().peak_memory_bytes, 64 << 20);
         *sb.fail_next.lock() = Some("no".into());
         assert!(
             sb.start(SandboxSpec {
@@ -182,7 +215,8 @@ mod tests {
                 output: None,
                 limits: Limits::default(),
                 fs: Default::default(),
-                isolate_network: false
+                isolate_network: false,
+                ..Default::default()
             })
             .is_err()
         );

@@ -7,7 +7,7 @@ use crate::{
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use std::os::unix::process::CommandExt;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::sync::watch;
 
@@ -20,7 +20,13 @@ impl Sandbox for ProcessSandbox {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities { memory_limit: false, filesystem_isolation: false, pid_isolation: false, freezer: true }
+        Capabilities {
+            memory_limit: false,
+            filesystem_isolation: false,
+            pid_isolation: false,
+            freezer: true,
+            image_roots: false,
+        }
     }
 
     fn fingerprint(&self) -> String {
@@ -28,6 +34,13 @@ impl Sandbox for ProcessSandbox {
     }
 
     fn start(&self, spec: SandboxSpec) -> Result<Box<dyn Instance>, SandboxError> {
+        if spec.fs.image_root.is_some() {
+            // Running an image's program on the host's filesystem would be a different
+            // program (the host's libraries, paths and files): refuse instead.
+            return Err(SandboxError::Setup(
+                "a container image root needs the container sandbox (--sandbox container); the process sandbox cannot run images".into(),
+            ));
+        }
         // One vfork-style clone (see container.rs): the child sets its process group, rlimits,
         // PDEATHSIG and stdio, then execs; the server's page tables are never copied.
         let program = spec.program.display().to_string();
@@ -46,7 +59,15 @@ impl Sandbox for ProcessSandbox {
         });
         // Kept open: re-reading at offset 0 regenerates it, without an open() per invoke.
         let status = std::fs::File::open(format!("/proc/{pid}/status")).ok();
-        Ok(Box::new(ProcessInstance { pid, exited: rx, status, paused: AtomicBool::new(false) }))
+        let stat = std::fs::File::open(format!("/proc/{pid}/stat")).ok();
+        Ok(Box::new(ProcessInstance {
+            pid,
+            exited: rx,
+            status,
+            stat,
+            cpu_seen: AtomicU64::new(0),
+            paused: AtomicBool::new(false),
+        }))
     }
 }
 
@@ -54,6 +75,10 @@ struct ProcessInstance {
     pid: u32,
     exited: watch::Receiver<Option<ExitStatus>>,
     status: Option<std::fs::File>,
+    /// `/proc/<pid>/stat`, kept open like `status`, for CPU time.
+    stat: Option<std::fs::File>,
+    /// Highest CPU time seen: the stat file stops answering once the process is reaped.
+    cpu_seen: AtomicU64,
     paused: AtomicBool,
 }
 
@@ -120,7 +145,14 @@ impl Instance for ProcessInstance {
                     .and_then(|kb| kb.parse::<u64>().ok())
             })
             .unwrap_or(0);
-        Stats { peak_memory_bytes: peak * 1024 }
+        let cpu = self
+            .stat
+            .as_ref()
+            .and_then(|f| f.read_at(&mut buf, 0).ok())
+            .and_then(|n| std::str::from_utf8(&buf[..n]).ok().and_then(cpu_ticks))
+            .map_or(0, |ticks| ticks.saturating_mul(nanos_per_tick()));
+        let seen = self.cpu_seen.fetch_max(cpu, Ordering::Relaxed);
+        Stats { peak_memory_bytes: peak * 1024, cpu_usage_ns: seen.max(cpu) }
     }
 
     fn inspect(&self) -> InstanceInfo {
@@ -140,6 +172,25 @@ impl Drop for ProcessInstance {
     }
 }
 
+/// utime + stime of the process plus cutime + cstime of the children it has waited for
+/// (fields 14–17 of `/proc/<pid>/stat`), in clock ticks. Best effort: children still
+/// running, or never waited for, are not counted — the process backend has no cgroup.
+fn cpu_ticks(stat: &str) -> Option<u64> {
+    // The command name (field 2) may contain spaces and parentheses: fields resume after the
+    // last ')'. Field 3 (state) is then the first.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    fields.get(11..15)?.iter().map(|f| f.parse::<u64>().ok()).sum()
+}
+
+#[allow(unsafe_code)]
+fn nanos_per_tick() -> u64 {
+    // SAFETY: sysconf(3) only reads a configuration value; no pointers, no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    // USER_HZ is 100 on every Linux ABI; the fallback is only for an error return.
+    if hz > 0 { 1_000_000_000 / hz as u64 } else { 10_000_000 }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -154,6 +205,7 @@ mod tests {
             limits: Limits { nofile: Some(64), ..Default::default() },
             fs: Default::default(),
             isolate_network: false,
+            ..Default::default()
         }
     }
 
@@ -186,6 +238,38 @@ mod tests {
         i.destroy();
         assert_eq!(i.wait().await, ExitStatus::Signal(9));
         assert_eq!(ExitStatus::Signal(9).to_string(), "signal: killed");
+    }
+
+    #[test]
+    fn cpu_ticks_sum_own_and_waited_children_after_the_command_name() {
+        // The comm field may hold spaces and ')' — parsing resumes after the last ')'.
+        let stat = "4242 (a) b (c)) R 1 4242 4242 0 -1 4194304 100 0 0 0 7 3 20 10 20 0 1 0 99 1 1";
+        assert_eq!(cpu_ticks(stat), Some(7 + 3 + 20 + 10));
+        assert_eq!(cpu_ticks("4242 (x) R 1 2"), None, "truncated");
+        assert!(nanos_per_tick() > 0);
+    }
+
+    #[tokio::test]
+    async fn a_busy_process_reports_cpu_time_that_never_goes_back() {
+        let sb = ProcessSandbox;
+        let i = sb.start(spec("while :; do :; done")).unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while i.stats().cpu_usage_ns == 0 && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let busy = i.stats().cpu_usage_ns;
+        assert!(busy > 0, "a spinning shell accrues CPU time");
+        i.destroy();
+        assert_eq!(i.wait().await, ExitStatus::Signal(9));
+        assert!(i.stats().cpu_usage_ns >= busy, "the last figure survives the process");
+    }
+
+    #[tokio::test]
+    async fn refuses_image_roots() {
+        let mut s = spec("exit 0");
+        s.fs.image_root = Some(crate::ImageRoot::Dir("/".into()));
+        let err = ProcessSandbox.start(s).err().expect("refused").to_string();
+        assert!(err.contains("needs the container sandbox"), "{err}");
     }
 }
 

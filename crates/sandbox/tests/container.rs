@@ -43,6 +43,7 @@ fn start(script: &str, limits: Limits, fs: FsView) -> Run {
         limits,
         fs,
         isolate_network: false,
+        ..Default::default()
     };
     let instance = backend().unwrap().start(spec).unwrap();
     Run { instance, output: std::fs::File::from(std::os::fd::OwnedFd::from(reader)) }
@@ -180,6 +181,37 @@ async fn freezer_pauses_and_resumes_everything() {
     finish(run).await;
 }
 
+/// CPU time comes from the sandbox's cgroup (v1 `cpuacct.usage`, v2 `cpu.stat`), so it covers
+/// children too, and the final figure outlives the cgroup's removal at exit.
+#[tokio::test(flavor = "multi_thread")]
+async fn cgroup_cpu_time_counts_a_busy_child_and_survives_exit() {
+    if !can_run() {
+        return;
+    }
+    let code = scratch("cpu");
+    let run = start(
+        // A child shell spins; the sandbox's own process only waits for it.
+        "sh -c 'i=0; while [ $i -lt 200000 ]; do i=$((i+1)); done' & wait; echo spun",
+        Limits::default(),
+        fs_with(&code, 16),
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while run.instance.stats().cpu_usage_ns == 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let during = run.instance.stats().cpu_usage_ns;
+    assert!(during > 0, "a spinning child accrues CPU time in the cgroup");
+    let status =
+        tokio::time::timeout(Duration::from_secs(60), run.instance.wait()).await.expect("sandbox exited");
+    assert_eq!(status, ExitStatus::Code(0));
+    let after = run.instance.stats().cpu_usage_ns;
+    assert!(after >= during, "monotonic: {after} after exit < {during} while running");
+    // 200,000 shell iterations take well over a millisecond of CPU on any machine.
+    assert!(after > 1_000_000, "only {after} ns of CPU recorded for the whole spin");
+    let (_, out) = finish(run).await;
+    assert_eq!(out.trim(), "spun");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn setup_failures_name_the_step() {
     if !can_run() {
@@ -194,6 +226,7 @@ async fn setup_failures_name_the_step() {
         limits: Limits::default(),
         fs: FsView { tmp_mb: 1, ..Default::default() },
         isolate_network: false,
+        ..Default::default()
     };
     let err = backend().unwrap().start(spec).err().expect("start fails").to_string();
     assert!(err.contains("exec /nonexistent/runtime") && err.contains("No such file"), "{err}");

@@ -1,6 +1,7 @@
 //! The Step Functions engine: durable state machines and executions over the `Store`,
 //! driving the pure `nimbus-workflows` interpreter with real tasks (Lambda through the
-//! [`TaskInvoker`] the binary provides, nested executions in-engine) and real time.
+//! [`TaskInvoker`] the binary provides, ECS tasks through the same trait, nested executions
+//! in-engine) and real time.
 //!
 //! Standard executions are durable: every batch of interpreter events is persisted (the
 //! execution's state and its new history events) before the resulting actions are
@@ -56,13 +57,51 @@ pub struct TaskFailure {
     pub cause: String,
 }
 
+/// One `arn:aws:states:::ecs:runTask[.sync|.waitForTaskToken]` a Task state asks for.
+#[derive(Debug, Clone)]
+pub struct EcsRunTask {
+    pub account: String,
+    pub region: String,
+    /// The state's resolved Parameters: RunTask's request as Step Functions writes it
+    /// (PascalCase); the implementor maps it onto the ECS API.
+    pub parameters: serde_json::Value,
+    /// Stable for one attempt of one task state of one execution: a resumed execution
+    /// re-issuing the task must get the task(s) it already started, not new ones.
+    pub idempotency_key: String,
+    /// `.sync`: answer only once every started task is STOPPED — with the task's
+    /// description when every essential container exited 0, `States.TaskFailed` otherwise.
+    /// Without it: RunTask's response.
+    pub wait: bool,
+}
+
 /// How the engine reaches compute outside itself; the binary implements it (Lambda via
-/// the functions engine). ECS and Batch targets plug in here once they exist.
+/// the functions engine, ECS via the containers engine). Batch plugs in here once it exists.
 pub trait TaskInvoker: Send + Sync + 'static {
     fn invoke_lambda(
         &self,
         invocation: LambdaInvocation,
     ) -> BoxFuture<'static, Result<LambdaOutcome, TaskFailure>>;
+
+    /// `ecs:runTask`. The default is for builds (and tests) without ECS.
+    fn run_ecs_task(&self, _run: EcsRunTask) -> BoxFuture<'static, Result<serde_json::Value, TaskFailure>> {
+        Box::pin(async {
+            Err(TaskFailure {
+                error: "States.TaskFailed".into(),
+                cause: "ECS is not available in this Nimbus build".into(),
+            })
+        })
+    }
+
+    /// Best-effort StopTask for the task(s) started under `idempotency_key`: a `.sync`
+    /// ECS task whose execution ended (stopped, timed out) is stopped too, as on AWS.
+    fn stop_ecs_task(
+        &self,
+        _account: String,
+        _region: String,
+        _idempotency_key: String,
+    ) -> BoxFuture<'static, ()> {
+        Box::pin(async {})
+    }
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -1,7 +1,7 @@
 //! Task states: what each resource does, timeouts, heartbeats and task tokens.
 use crate::driver::ExecEntry;
 use crate::engine::StepFunctionsEngine;
-use crate::{ExecutionInfo, LambdaInvocation, LambdaOutcome, StartExecution, TaskFailure};
+use crate::{EcsRunTask, ExecutionInfo, LambdaInvocation, LambdaOutcome, StartExecution, TaskFailure};
 use nimbus_workflows::{Action, Event, ExecutionStatus};
 use serde_json::{Map, Value, json};
 use std::sync::Arc;
@@ -87,6 +87,12 @@ impl StepFunctionsEngine {
                 Some(secs) => match tokio::time::timeout(Duration::from_secs(secs), run).await {
                     Ok(o) => o,
                     Err(_) => {
+                        // A `.sync` ECS task that outlived its state is stopped, not orphaned.
+                        if base == "arn:aws:states:::ecs:runTask" && pattern == Pattern::Sync {
+                            let (region, account) = machine_scope(&entry);
+                            let key = ecs_key(&entry, task_id);
+                            engine.invoker.stop_ecs_task(account, region, key).await;
+                        }
                         entry.send(Event::TaskTimedOut { task_id, heartbeat: false });
                         return;
                     }
@@ -136,12 +142,7 @@ impl StepFunctionsEngine {
         pattern: Pattern,
         input: Value,
     ) -> Outcome {
-        // `arn:aws:states:REGION:ACCOUNT:stateMachine:NAME`: tasks run in the machine's account.
-        let (region, account) = {
-            let st = entry.state.lock();
-            let mut parts = st.record.machine.arn.split(':').skip(3);
-            (parts.next().unwrap_or_default().to_string(), parts.next().unwrap_or_default().to_string())
-        };
+        let (region, account) = machine_scope(entry);
         let token = pattern == Pattern::Token;
         match resource {
             "arn:aws:states:::lambda:invoke" if matches!(pattern, Pattern::Response | Pattern::Token) => {
@@ -186,13 +187,50 @@ impl StepFunctionsEngine {
                 }
             }
             "arn:aws:states:::states:startExecution" => self.nested(entry, task_id, pattern, input).await,
-            "arn:aws:states:::ecs:runTask" => {
-                failure("States.TaskFailed", "ECS is not available in this Nimbus build")
+            "arn:aws:states:::ecs:runTask" if pattern != Pattern::Sync2 => {
+                let run = EcsRunTask {
+                    account,
+                    region,
+                    parameters: input,
+                    idempotency_key: ecs_key(entry, task_id),
+                    wait: pattern == Pattern::Sync,
+                };
+                self.ecs_run_task(entry, pattern, run).await
             }
             other => failure(
                 "States.TaskFailed",
                 format!("The resource '{other}' is not supported by this Nimbus build"),
             ),
+        }
+    }
+
+    /// `ecs:runTask`: the binary starts the task(s); `.sync` also waits for them to stop.
+    async fn ecs_run_task(
+        self: &Arc<Self>,
+        entry: &Arc<ExecEntry>,
+        pattern: Pattern,
+        run: EcsRunTask,
+    ) -> Outcome {
+        let (account, region, key) = (run.account.clone(), run.region.clone(), run.idempotency_key.clone());
+        let result = tokio::select! {
+            r = self.invoker.run_ecs_task(run) => r,
+            // An execution that ends first (stopped, timed out) takes its `.sync` task with it.
+            () = entry.wait(), if pattern == Pattern::Sync => {
+                self.invoker.stop_ecs_task(account, region, key).await;
+                return Outcome::AwaitToken;
+            }
+        };
+        match result {
+            Err(f) => Outcome::Failed(f),
+            Ok(response) => match pattern {
+                // Request/response returns RunTask's answer even with Failures; the token
+                // pattern fails on them, as Step Functions' optimized ECS integration does.
+                Pattern::Token => match ecs_failures(&response) {
+                    Some(failures) => failure("AmazonECS.Unknown", failures),
+                    None => Outcome::AwaitToken,
+                },
+                _ => Outcome::Done(response),
+            },
         }
     }
 
@@ -258,6 +296,28 @@ impl StepFunctionsEngine {
             }
         }
     }
+}
+
+/// `arn:aws:states:REGION:ACCOUNT:stateMachine:NAME`: tasks run in the machine's account.
+fn machine_scope(entry: &ExecEntry) -> (String, String) {
+    let st = entry.state.lock();
+    let mut parts = st.record.machine.arn.split(':').skip(3);
+    (parts.next().unwrap_or_default().to_string(), parts.next().unwrap_or_default().to_string())
+}
+
+/// One attempt of one task state: task ids are never reused within an execution and
+/// survive a restart, so a resumed execution finds the ECS task(s) it already started.
+fn ecs_key(entry: &ExecEntry, task_id: u64) -> String {
+    format!("{}#{task_id}", entry.arn)
+}
+
+/// RunTask's non-empty `Failures`, as the cause text.
+fn ecs_failures(response: &Value) -> Option<String> {
+    response
+        .get("Failures")
+        .and_then(Value::as_array)
+        .filter(|f| !f.is_empty())
+        .map(|f| Value::Array(f.clone()).to_string())
 }
 
 /// A function error becomes a task failure named by the function's `errorType`, with
@@ -383,6 +443,14 @@ mod tests {
         assert!(f.cause.contains("errorMessage"));
         let Outcome::Failed(f) = function_failure(&out("boom")) else { panic!() };
         assert_eq!((f.error.as_str(), f.cause.as_str()), ("Lambda.Unknown", "boom"));
+    }
+
+    #[test]
+    fn ecs_failures_only_when_present() {
+        assert_eq!(ecs_failures(&json!({"Tasks": [], "Failures": []})), None);
+        assert_eq!(ecs_failures(&json!({"Tasks": []})), None);
+        let f = ecs_failures(&json!({"Failures": [{"Reason": "RESOURCE:MEMORY"}]})).unwrap();
+        assert!(f.contains("RESOURCE:MEMORY"));
     }
 
     #[test]
