@@ -445,17 +445,16 @@ fn peak_rss_mb(pid: Option<u32>) -> f64 {
         .map_or(f64::NAN, |kb| kb / 1024.0)
 }
 
-/// skopeo copy of one OCI archive into this registry vs into a plain directory.
+/// skopeo copy of one OCI archive into this registry vs into a plain directory. Every round
+/// uses a fresh image (new random filler), so neither destination already holds its blobs
+/// (skopeo skips blobs a registry already has, and remembers where it pushed them).
 fn skopeo_ratio(registry: &SocketAddr, quick: bool) -> anyhow::Result<Value> {
     let dir = TempDir::new("skopeo")?;
-    let img = oci::busybox_image(if quick { 50 } else { 200 }, 4)?;
-    let archive = dir.0.join("img.tar");
-    std::fs::write(&archive, img.oci_archive("bench/skopeo:latest")?)?;
-    let src = format!("oci-archive:{}", archive.display());
-    let time = |dest: &str| -> anyhow::Result<Duration> {
+    let mb = if quick { 50 } else { 200 };
+    let time = |src: &str, dest: &str| -> anyhow::Result<Duration> {
         let t0 = Instant::now();
         let out = std::process::Command::new("skopeo")
-            .args(["copy", "-q", "--dest-tls-verify=false", &src, dest])
+            .args(["copy", "-q", "--dest-tls-verify=false", src, dest])
             .output()
             .context("running skopeo (apt-get install skopeo)")?;
         if !out.status.success() {
@@ -464,16 +463,23 @@ fn skopeo_ratio(registry: &SocketAddr, quick: bool) -> anyhow::Result<Value> {
         Ok(t0.elapsed())
     };
     let (mut to_reg, mut to_dir) = (Vec::new(), Vec::new());
+    let mut image_mb = 0.0;
     for i in 0..3 {
-        to_reg.push(time(&format!("docker://{registry}/bench/skopeo:r{i}"))?);
+        let img = oci::busybox_image(mb, 4)?;
+        image_mb = img.layer_bytes() as f64 / 1e6;
+        let archive = dir.0.join(format!("img{i}.tar"));
+        std::fs::write(&archive, img.oci_archive("bench/skopeo:latest")?)?;
+        let src = format!("oci-archive:{}", archive.display());
+        to_reg.push(time(&src, &format!("docker://{registry}/bench/skopeo:r{i}"))?);
         let d = dir.0.join(format!("dir{i}"));
-        to_dir.push(time(&format!("dir:{}", d.display()))?);
+        to_dir.push(time(&src, &format!("dir:{}", d.display()))?);
         let _ = std::fs::remove_dir_all(&d);
+        let _ = std::fs::remove_file(&archive);
     }
     let reg = Samples::from_durations(&to_reg, as_ms).pct(50.0);
     let dirm = Samples::from_durations(&to_dir, as_ms).pct(50.0);
     Ok(json!({
-        "image_mb": fig(img.layer_bytes() as f64 / 1e6, "MB"),
+        "image_mb": fig(image_mb, "MB"),
         "into_registry_p50": fig(reg, "ms"),
         "into_dir_p50": fig(dirm, "ms"),
         "ratio": fig(reg / dirm, "x"),

@@ -3,21 +3,16 @@ containers; the task-seconds the advisor reports are the time they actually ran.
 import json
 import subprocess
 import time
-import uuid
 
 import pytest
 
+from ecs_e2e import import_busybox, register, target_group_arn, task_of, unique, web_container
 from nimbus_e2e import NIMBUS_BIN, wait_until
-from oci_images import busybox_image
 
 pytestmark = pytest.mark.timeout(300)
 
 FARGATE = dict(requiresCompatibilities=["FARGATE"], networkMode="awsvpc", cpu="256", memory="512")
 NETWORK = {"awsvpcConfiguration": {"subnets": ["subnet-0abc123d4ef56789a"]}}
-
-
-def unique(prefix):
-    return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
 
 def advise_json(server, *args):
@@ -26,20 +21,22 @@ def advise_json(server, *args):
     return json.loads(out)
 
 
-def task(ecs, cluster, arn):
-    return ecs.describe_tasks(cluster=cluster, tasks=[arn])["tasks"][0]
-
-
 def ran_seconds(t) -> float:
     return (t["stoppedAt"] - t["startedAt"]).total_seconds()
+
+
+def service_task_running(ecs, cluster, service, what):
+    """The ARN of the service's (first) task once it is RUNNING."""
+    def running():
+        arns = ecs.list_tasks(cluster=cluster, serviceName=service)["taskArns"]
+        return arns and task_of(ecs, cluster, arns[0])["lastStatus"] == "RUNNING" and arns[0]
+    return wait_until(running, 90, interval=0.2, what=what)
 
 
 @pytest.fixture
 def ecs_server(nimbus, tmp_path):
     s = nimbus()
-    path = busybox_image().write_docker_save(tmp_path / "busybox.tar", repo_tags=["busybox:latest"])
-    status, _, body = s.http("POST", "/_nimbus/images/import", body=path.read_bytes(), timeout=120)
-    assert status == 200, body
+    import_busybox(s, tmp_path)
     return s
 
 
@@ -53,7 +50,7 @@ def test_task_and_service_seconds_are_what_ran(ecs_server):
         {"name": "job", "image": "busybox", "essential": True, "command": ["sh", "-c", "sleep 3"]}], **FARGATE)
     [t] = ecs.run_task(cluster=cluster, taskDefinition=batch, launchType="FARGATE",
                        networkConfiguration=NETWORK)["tasks"]
-    done = wait_until(lambda: (x := task(ecs, cluster, t["taskArn"]))["lastStatus"] == "STOPPED" and x,
+    done = wait_until(lambda: (x := task_of(ecs, cluster, t["taskArn"]))["lastStatus"] == "STOPPED" and x,
                       60, interval=0.2, what="batch task stopped")
 
     web = unique("web")
@@ -63,14 +60,10 @@ def test_task_and_service_seconds_are_what_ran(ecs_server):
     ecs.create_service(cluster=cluster, serviceName=svc, taskDefinition=web, desiredCount=1,
                        launchType="FARGATE", networkConfiguration=NETWORK)
 
-    def running():
-        arns = ecs.list_tasks(cluster=cluster, serviceName=svc)["taskArns"]
-        return arns and task(ecs, cluster, arns[0])["lastStatus"] == "RUNNING" and arns[0]
-
-    svc_task = wait_until(running, 90, interval=0.2, what="service task RUNNING")
+    svc_task = service_task_running(ecs, cluster, svc, what="service task RUNNING")
     time.sleep(2)  # let the service's task accumulate measurable running time
     ecs.update_service(cluster=cluster, service=svc, desiredCount=0)
-    svc_done = wait_until(lambda: (x := task(ecs, cluster, svc_task))["lastStatus"] == "STOPPED" and x,
+    svc_done = wait_until(lambda: (x := task_of(ecs, cluster, svc_task))["lastStatus"] == "STOPPED" and x,
                           90, interval=0.2, what="service task stopped")
 
     advice = advise_json(s)
@@ -92,10 +85,6 @@ def test_task_and_service_seconds_are_what_ran(ecs_server):
     assert w["recommendation"] in ("Lambda", "Fargate", "EC2") and w["reasons"]
 
 
-def target_group_arn(name):
-    return f"arn:aws:elasticloadbalancing:us-east-1:000000000000:targetgroup/{name}/73e2d6bc24d8a067"
-
-
 def test_gateway_requests_are_credited_to_the_service_behind_the_target_group(ecs_server):
     """Usage accounting joins gateway route counts to the ECS service a private integration
     (HTTP_PROXY to an ELBv2 target group) sends them to; a service no API fronts gets none."""
@@ -106,11 +95,7 @@ def test_gateway_requests_are_credited_to_the_service_behind_the_target_group(ec
     cluster = unique("advgw")
     ecs.create_cluster(clusterName=cluster)
     web = unique("web")
-    ecs.register_task_definition(family=web, networkMode="bridge", containerDefinitions=[{
-        "name": "web", "image": "busybox", "essential": True, "memory": 32,
-        "portMappings": [{"containerPort": 8080, "hostPort": 0, "protocol": "tcp"}],
-        "command": ["sh", "-c", "mkdir -p /www && echo hi > /www/index.html && exec httpd -f -p 8080 -h /www"],
-    }])
+    register(ecs, web, [web_container("echo hi", essential=True)], networkMode="bridge")
     tg = target_group_arn(unique("tg"))
     ecs.create_service(cluster=cluster, serviceName="web", taskDefinition=web, desiredCount=1,
                        loadBalancers=[{"targetGroupArn": tg, "containerName": "web", "containerPort": 8080}])
@@ -179,14 +164,10 @@ def test_measured_cpu_of_a_spinning_service(ecs_server):
     ecs.create_service(cluster=cluster, serviceName="spin", taskDefinition=fam, desiredCount=1,
                        launchType="FARGATE", networkConfiguration=NETWORK)
 
-    def running():
-        arns = ecs.list_tasks(cluster=cluster, serviceName="spin")["taskArns"]
-        return arns and task(ecs, cluster, arns[0])["lastStatus"] == "RUNNING" and arns[0]
-
-    arn = wait_until(running, 90, interval=0.2, what="spinning task RUNNING")
+    arn = service_task_running(ecs, cluster, "spin", what="spinning task RUNNING")
     time.sleep(3)  # let it accrue CPU time; the stop reports the final period
     ecs.update_service(cluster=cluster, service="spin", desiredCount=0)
-    wait_until(lambda: task(ecs, cluster, arn)["lastStatus"] == "STOPPED", 90, interval=0.2, what="stopped")
+    wait_until(lambda: task_of(ecs, cluster, arn)["lastStatus"] == "STOPPED", 90, interval=0.2, what="stopped")
 
     def measured():
         w = {w["id"]: w for w in advise_json(s)["workloads"]}.get(f"{cluster}/spin")

@@ -20,9 +20,9 @@ import json
 import re
 
 import pytest
-from botocore.exceptions import ClientError
 
-from nimbus_e2e import error_code, http_status, unique_name, wait_until
+from ecs_e2e import expect_error, is_ts, run_image_task, wait_running
+from nimbus_e2e import unique_name, wait_until
 from oci_images import OCI_MANIFEST, busybox_image
 
 ACCOUNT = "000000000000"
@@ -42,17 +42,6 @@ def ecr(server):
     return server.client("ecr")
 
 
-def expect_error(call, code: str, status: int = 400, message: str | None = None, **kw) -> ClientError:
-    with pytest.raises(ClientError) as ei:
-        call(**kw)
-    e = ei.value
-    assert error_code(e) == code, (e.response["Error"], kw)
-    assert http_status(e) == status, (http_status(e), e.response["Error"])
-    if message is not None:
-        assert message in e.response["Error"].get("Message", ""), e.response["Error"]
-    return e
-
-
 def repo_name(prefix="conf") -> str:
     return unique_name(prefix).lower()
 
@@ -68,10 +57,6 @@ def push(server, repo: str, tag: str = "latest", marker: str = "") -> str:
     assert server.registry_addr, "the server printed no registry listener address"
     img = busybox_image({"/marker.txt": (marker or tag).encode()})
     return img.push(f"http://{server.registry_addr}", repo, tag)
-
-
-def is_ts(v) -> bool:
-    return isinstance(v, dt.datetime)
 
 
 # -- repositories -------------------------------------------------------------------------
@@ -459,22 +444,11 @@ def test_ecs_task_runs_from_repository_uri(server):
     img = busybox_image(cmd=["sleep", "300"])
     img.push(f"http://{server.registry_addr}", name, "v1")
     uri = ecr(server).describe_repositories(repositoryNames=[name])["repositories"][0]["repositoryUri"]
-    ecs = server.client("ecs")
-    cluster = unique_name("ecr-ecs")
-    ecs.create_cluster(clusterName=cluster)
-    td = ecs.register_task_definition(
-        family=unique_name("fromecr"),
-        containerDefinitions=[{"name": "app", "image": f"{uri}:v1", "memory": 64}])["taskDefinition"]
-    [t] = ecs.run_task(cluster=cluster, taskDefinition=td["taskDefinitionArn"], launchType="EC2")["tasks"]
-
-    def running():
-        x = ecs.describe_tasks(cluster=cluster, tasks=[t["taskArn"]])["tasks"][0]
-        assert x["lastStatus"] != "STOPPED", (x.get("stoppedReason"), x["containers"])
-        return x if x["lastStatus"] == "RUNNING" else None
-    x = wait_until(running, 60, 0.1, "task from the ECR image RUNNING")
+    ecs, cluster, arn = run_image_task(server, f"{uri}:v1", "ecr-ecs", "fromecr")
+    x = wait_running(ecs, cluster, arn, "task from the ECR image RUNNING")
     # [model] Container.imageDigest: the digest actually run.
     assert x["containers"][0].get("imageDigest") == img.manifest_digest, x["containers"][0]
-    ecs.stop_task(cluster=cluster, task=t["taskArn"])
+    ecs.stop_task(cluster=cluster, task=arn)
 
 
 def test_ecs_task_runs_from_local_registry_uri(server):
@@ -482,21 +456,9 @@ def test_ecs_task_runs_from_local_registry_uri(server):
     name = new_repo(server)
     img = busybox_image({"/m": b"local"}, cmd=["sleep", "300"])
     img.push(f"http://{server.registry_addr}", name, "v1")
-    ecs = server.client("ecs")
-    cluster = unique_name("ecr-local")
-    ecs.create_cluster(clusterName=cluster)
-    td = ecs.register_task_definition(
-        family=unique_name("fromlocal"),
-        containerDefinitions=[{"name": "app", "image": f"{server.registry_addr}/{name}:v1",
-                               "memory": 64}])["taskDefinition"]
-    [t] = ecs.run_task(cluster=cluster, taskDefinition=td["taskDefinitionArn"], launchType="EC2")["tasks"]
-
-    def running():
-        x = ecs.describe_tasks(cluster=cluster, tasks=[t["taskArn"]])["tasks"][0]
-        assert x["lastStatus"] != "STOPPED", (x.get("stoppedReason"), x["containers"])
-        return x if x["lastStatus"] == "RUNNING" else None
-    wait_until(running, 60, 0.1, "task from the local registry URI RUNNING")
-    ecs.stop_task(cluster=cluster, task=t["taskArn"])
+    ecs, cluster, arn = run_image_task(server, f"{server.registry_addr}/{name}:v1", "ecr-local", "fromlocal")
+    wait_running(ecs, cluster, arn, "task from the local registry URI RUNNING")
+    ecs.stop_task(cluster=cluster, task=arn)
 
 
 def test_ecs_task_missing_ecr_tag_cannot_pull(server):
@@ -504,16 +466,10 @@ def test_ecs_task_missing_ecr_tag_cannot_pull(server):
     # "CannotPullContainerError" as the container's reason.
     name = new_repo(server)
     uri = f"{HOST}/{name}:does-not-exist"
-    ecs = server.client("ecs")
-    cluster = unique_name("ecr-miss")
-    ecs.create_cluster(clusterName=cluster)
-    td = ecs.register_task_definition(
-        family=unique_name("miss"),
-        containerDefinitions=[{"name": "app", "image": uri, "memory": 64}])["taskDefinition"]
-    [t] = ecs.run_task(cluster=cluster, taskDefinition=td["taskDefinitionArn"], launchType="EC2")["tasks"]
+    ecs, cluster, arn = run_image_task(server, uri, "ecr-miss", "miss")
 
     def stopped():
-        x = ecs.describe_tasks(cluster=cluster, tasks=[t["taskArn"]])["tasks"][0]
+        x = ecs.describe_tasks(cluster=cluster, tasks=[arn])["tasks"][0]
         return x if x["lastStatus"] == "STOPPED" else None
     x = wait_until(stopped, 60, 0.2, "task STOPPED")
     assert x["stopCode"] == "TaskFailedToStart"
@@ -696,21 +652,10 @@ def test_ecs_task_runs_from_repository_uri_by_digest(server):
     name = new_repo(server)
     img = busybox_image({"/m": b"by-digest"}, cmd=["sleep", "300"])
     digest = img.push(f"http://{server.registry_addr}", name, "v1")
-    ecs = server.client("ecs")
-    cluster = unique_name("ecr-digest")
-    ecs.create_cluster(clusterName=cluster)
-    td = ecs.register_task_definition(
-        family=unique_name("bydigest"),
-        containerDefinitions=[{"name": "app", "image": f"{HOST}/{name}@{digest}", "memory": 64}])["taskDefinition"]
-    [t] = ecs.run_task(cluster=cluster, taskDefinition=td["taskDefinitionArn"], launchType="EC2")["tasks"]
-
-    def running():
-        x = ecs.describe_tasks(cluster=cluster, tasks=[t["taskArn"]])["tasks"][0]
-        assert x["lastStatus"] != "STOPPED", (x.get("stoppedReason"), x["containers"])
-        return x if x["lastStatus"] == "RUNNING" else None
-    x = wait_until(running, 60, 0.1, "task from the image digest RUNNING")
+    ecs, cluster, arn = run_image_task(server, f"{HOST}/{name}@{digest}", "ecr-digest", "bydigest")
+    x = wait_running(ecs, cluster, arn, "task from the image digest RUNNING")
     assert x["containers"][0].get("imageDigest") == digest
-    ecs.stop_task(cluster=cluster, task=t["taskArn"])
+    ecs.stop_task(cluster=cluster, task=arn)
 
 
 def test_region_in_repository_arn_and_uri(server):

@@ -16,7 +16,6 @@ imported through `POST /_nimbus/images/import`.
 """
 from __future__ import annotations
 
-import datetime as dt
 import json
 import re
 import uuid
@@ -24,7 +23,10 @@ import uuid
 import pytest
 from botocore.exceptions import ClientError
 
+import ecs_e2e
+from ecs_e2e import expect_error, is_ts
 from nimbus_e2e import error_code, http_status, unique_name, wait_until
+from oci_images import busybox_image
 
 ACCOUNT = "000000000000"
 REGION = "us-east-1"
@@ -36,19 +38,6 @@ MISSING_IMAGE = "nimbus-conformance-missing-image:v1"
 # -- helpers ------------------------------------------------------------------------------
 def ecs(server):
     return server.client("ecs")
-
-
-def expect_error(call, code: str, status: int = 400, message: str | None = None, **kw) -> ClientError:
-    """Calls `call(**kw)`; asserts the AWS error code (as botocore parses it), the HTTP status
-    and, when given, a substring of the message."""
-    with pytest.raises(ClientError) as ei:
-        call(**kw)
-    e = ei.value
-    assert error_code(e) == code, (e.response["Error"], kw)
-    assert http_status(e) == status, (http_status(e), e.response["Error"])
-    if message is not None:
-        assert message in e.response["Error"].get("Message", ""), e.response["Error"]
-    return e
 
 
 def new_cluster(server, prefix="conf") -> str:
@@ -79,11 +68,6 @@ def register_fargate(server, family=None, image=MISSING_IMAGE, cpu="256", memory
 
 AWSVPC = {"awsvpcConfiguration": {"subnets": ["subnet-0abc123d4ef56789a"],
                                   "securityGroups": ["sg-0abc123d4ef56789a"]}}
-
-
-def is_ts(v) -> bool:
-    """botocore parses `timestamp` members into aware datetimes."""
-    return isinstance(v, dt.datetime)
 
 
 def pages(call, key: str, **kw) -> tuple[list, int]:
@@ -820,13 +804,7 @@ def test_describe_services_include_tags(server):
 @pytest.fixture(scope="module")
 def sleeper_image(server, tmp_path_factory):
     """busybox image `conformance-sleeper:v1` whose default command sleeps; imported once."""
-    from oci_images import busybox_image
-    img = busybox_image(cmd=["sleep", "300"])
-    path = img.write_docker_save(tmp_path_factory.mktemp("img") / "sleeper.tar",
-                                 repo_tags=["conformance-sleeper:v1"])
-    status, _, body = server.http("POST", "/_nimbus/images/import?tag=conformance-sleeper:v1",
-                                  body=path.read_bytes(), timeout=120)
-    assert status == 200, body[:500]
+    import_image(server, tmp_path_factory.mktemp("img"), "conformance-sleeper:v1", cmd=["sleep", "300"])
     return "conformance-sleeper:v1"
 
 
@@ -899,13 +877,7 @@ def test_delete_cluster_with_running_task(server, sleeper_image):
 def shell_image(server, tmp_path_factory):
     """busybox image `conformance-shell:v1` (default command: sh); commands come from the
     container definitions."""
-    from oci_images import busybox_image
-    img = busybox_image()
-    path = img.write_docker_save(tmp_path_factory.mktemp("img") / "shell.tar",
-                                 repo_tags=["conformance-shell:v1"])
-    status, _, body = server.http("POST", "/_nimbus/images/import?tag=conformance-shell:v1",
-                                  body=path.read_bytes(), timeout=120)
-    assert status == 200, body[:500]
+    import_image(server, tmp_path_factory.mktemp("img"), "conformance-shell:v1")
     return "conformance-shell:v1"
 
 
@@ -1335,11 +1307,8 @@ def test_circuit_breaker_rolls_back(server, shell_image):
 
 # -- the AWS CLI reference examples (awscli/examples/ecs/*.rst), as a user would replay them ----
 def import_image(server, tmp_path, tag, **config):
-    from oci_images import busybox_image
-    img = busybox_image(**config)
-    path = img.write_docker_save(tmp_path / f"{tag.replace(':', '_').replace('/', '_')}.tar", repo_tags=[tag])
-    status, _, body = server.http("POST", f"/_nimbus/images/import?tag={tag}", body=path.read_bytes(), timeout=120)
-    assert status == 200, body[:500]
+    """A busybox image (`oci_images.busybox_image(**config)`) imported as `tag`."""
+    ecs_e2e.import_image(server, tmp_path, busybox_image(**config), tag, tag_param=True)
 
 
 def test_cli_examples_sleep360_lifecycle(nimbus, tmp_path):
@@ -1860,3 +1829,23 @@ def test_update_desired_count_only_keeps_the_deployment(server):
                ["services"][0]["deployments"][0]["desiredCount"] == 2, 30, 0.2, "deployment desiredCount 2")
     ecs(server).update_service(cluster=cluster, service=s["serviceName"], desiredCount=0)
     ecs(server).delete_service(cluster=cluster, service=s["serviceName"], force=True)
+
+
+def test_draining_service_is_not_listed(server, shell_image):
+    # [docs] DeleteService: "the service status moves from ACTIVE to DRAINING, and the service
+    # is no longer visible in the console or in the ListServices API operation". A task that
+    # ignores SIGTERM (stopTimeout 5) keeps the service DRAINING long enough to look.
+    cluster = new_cluster(server)
+    td = register(server, containers=[container(image=shell_image, stopTimeout=5,
+                                                command=["sh", "-c", "trap '' TERM; while true; do sleep 0.2; done"])])
+    name = unique_name("drain")
+    s = create_service(server, cluster, td["taskDefinitionArn"], name, desiredCount=1)
+    ecs(server).get_waiter("services_stable").wait(cluster=cluster, services=[name],
+                                                   WaiterConfig={"Delay": 1, "MaxAttempts": 60})
+    out = ecs(server).delete_service(cluster=cluster, service=name, force=True)["service"]
+    assert out["status"] == "DRAINING", out["status"]
+    assert s["serviceArn"] not in ecs(server).list_services(cluster=cluster)["serviceArns"]
+    assert ecs(server).describe_services(cluster=cluster, services=[name])["services"][0]["status"] in (
+        "DRAINING", "INACTIVE")
+    ecs(server).get_waiter("services_inactive").wait(cluster=cluster, services=[name],
+                                                     WaiterConfig={"Delay": 1, "MaxAttempts": 60})

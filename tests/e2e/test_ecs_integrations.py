@@ -1,14 +1,14 @@
 """ECS as a trigger target, end to end: Step Functions' optimized `ecs:runTask` integration
 (request/response, `.sync`, `.waitForTaskToken`, durable `.sync` across a restart) and
 EventBridge rules with `EcsParameters` targets — real busybox tasks on the real binary."""
+import functools
 import json
-import time
-import uuid
 
 import pytest
 from botocore.exceptions import ClientError
 
-from oci_images import busybox_image
+import ecs_e2e
+from ecs_e2e import busybox_server, import_busybox, unique
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -16,40 +16,14 @@ ROLE = "arn:aws:iam::000000000000:role/sfn"
 ACCOUNT = "000000000000"
 REGION = "us-east-1"
 
-
-def wait_for(fn, timeout=90.0, interval=0.2, what="condition"):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = fn()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out waiting for {what}; last value: {last!r}")
-
-
-def unique(prefix):
-    return f"{prefix}-{uuid.uuid4().hex[:8]}"
-
-
-def import_busybox(server, tmp_path):
-    path = busybox_image().write_docker_save(tmp_path / f"{uuid.uuid4().hex[:8]}.tar",
-                                             repo_tags=["busybox:latest"])
-    status, _, body = server.http("POST", "/_nimbus/images/import", body=path.read_bytes(), timeout=120)
-    assert status == 200, body
+# Step Functions and EventBridge add their own latency on top of the task's: wait longer.
+wait_for = functools.partial(ecs_e2e.wait_for, timeout=90.0, interval=0.2)
 
 
 @pytest.fixture(scope="module")
 def srv(tmp_path_factory):
-    from nimbus_e2e import NimbusServer
-
-    base = tmp_path_factory.mktemp("nimbus-ecs-int")
-    s = NimbusServer(base / "data", base / "logs").start()
-    img = base / "images"
-    img.mkdir()
-    import_busybox(s, img)
-    yield s
-    s.stop()
+    with busybox_server(tmp_path_factory, "nimbus-ecs-int") as s:
+        yield s
 
 
 def setup_task(server, command, family=None):
@@ -179,13 +153,20 @@ def test_wait_for_task_token_passes_the_token_through_overrides(srv):
     ecs.stop_task(cluster=cluster, task=arns[0])
 
 
-def test_stopping_the_execution_stops_its_sync_task(srv):
-    ecs, cluster, cluster_arn, td = setup_task(srv, ["sleep", "120"])
-    sfn = srv.client("stepfunctions")
+def start_sync_sleeper(server):
+    """An execution of a `runTask.sync` state whose task sleeps for two minutes, once its task
+    exists: (ecs, cluster, sfn, execution ARN, task ARN)."""
+    ecs, cluster, cluster_arn, td = setup_task(server, ["sleep", "120"])
+    sfn = server.client("stepfunctions")
     sm = machine(sfn, run_state("arn:aws:states:::ecs:runTask.sync", {
         "Cluster": cluster, "TaskDefinition": td["taskDefinitionArn"]}))
     ex = sfn.start_execution(stateMachineArn=sm)["executionArn"]
     [arn] = wait_for(lambda: ecs.list_tasks(cluster=cluster)["taskArns"], what="the task")
+    return ecs, cluster, sfn, ex, arn
+
+
+def test_stopping_the_execution_stops_its_sync_task(srv):
+    ecs, cluster, sfn, ex, arn = start_sync_sleeper(srv)
     sfn.stop_execution(executionArn=ex)
     stopped = wait_for(lambda: (t := ecs.describe_tasks(cluster=cluster, tasks=[arn])["tasks"][0])
                        ["lastStatus"] == "STOPPED" and t, what="the task to stop")
@@ -196,12 +177,7 @@ def test_stopping_the_execution_stops_its_sync_task(srv):
 def test_sync_wait_resumes_after_a_restart_without_a_second_task(nimbus, tmp_path):
     server = nimbus()
     import_busybox(server, tmp_path)
-    ecs, cluster, cluster_arn, td = setup_task(server, ["sleep", "120"])
-    sfn = server.client("stepfunctions")
-    sm = machine(sfn, run_state("arn:aws:states:::ecs:runTask.sync", {
-        "Cluster": cluster, "TaskDefinition": td["taskDefinitionArn"]}))
-    ex = sfn.start_execution(stateMachineArn=sm)["executionArn"]
-    [arn] = wait_for(lambda: ecs.list_tasks(cluster=cluster)["taskArns"], what="the task")
+    ecs, cluster, sfn, ex, arn = start_sync_sleeper(server)
     wait_for(lambda: ecs.describe_tasks(cluster=cluster, tasks=[arn])["tasks"][0]["lastStatus"] == "RUNNING",
              what="the task to run")
     server.restart()

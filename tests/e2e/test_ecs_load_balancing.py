@@ -9,29 +9,15 @@ import pytest
 from botocore.exceptions import ClientError
 
 from apigw_e2e import call
-from oci_images import busybox_image
-from test_ecs import import_image, register, unique, wait_for
+from ecs_e2e import ACCOUNT, busybox_server, register, target_group_arn, unique, wait_for, web_container
 
 pytestmark = pytest.mark.timeout(400)
-
-ACCOUNT = "000000000000"
-
-
-def target_group_arn(name):
-    return f"arn:aws:elasticloadbalancing:us-east-1:{ACCOUNT}:targetgroup/{name}/73e2d6bc24d8a067"
 
 
 @pytest.fixture(scope="module")
 def lb_server(tmp_path_factory):
-    from nimbus_e2e import NimbusServer
-
-    base = tmp_path_factory.mktemp("nimbus-ecs-lb")
-    s = NimbusServer(base / "data", base / "logs").start()
-    img_dir = base / "images"
-    img_dir.mkdir()
-    import_image(s, img_dir, busybox_image(), "busybox:latest")
-    yield s
-    s.stop()
+    with busybox_server(tmp_path_factory, "nimbus-ecs-lb") as s:
+        yield s
 
 
 def private_api(gw, tg_arn, name):
@@ -91,12 +77,8 @@ def test_service_tasks_behind_an_http_api_round_robin(lb_server):
     cluster = unique("c")
     ecs.create_cluster(clusterName=cluster)
     fam = unique("web")
-    register(ecs, fam, [{
-        "name": "web", "image": "busybox", "memory": 32,
-        "portMappings": [{"containerPort": 8080, "hostPort": 0, "protocol": "tcp"}],
-        # Each task answers with its own hostname (unique per task).
-        "command": ["sh", "-c", "mkdir -p /www && hostname > /www/index.html && exec httpd -f -p 8080 -h /www"],
-    }], networkMode="bridge")
+    # Each task answers with its own hostname (unique per task).
+    register(ecs, fam, [web_container()], networkMode="bridge")
     tg = target_group_arn(unique("web"))
     svc = ecs.create_service(
         cluster=cluster, serviceName="web", taskDefinition=fam, desiredCount=2,

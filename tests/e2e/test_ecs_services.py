@@ -11,23 +11,15 @@ import uuid
 import pytest
 from botocore.exceptions import ClientError
 
-from oci_images import busybox_image
-from test_ecs import import_image, register, task_of, unique, wait_for, wait_status
+from ecs_e2e import busybox_server, import_busybox, register, task_of, unique, wait_for, wait_status, web_container
 
 pytestmark = pytest.mark.timeout(400)
 
 
 @pytest.fixture(scope="module")
 def ecs_server(tmp_path_factory):
-    from nimbus_e2e import NimbusServer
-
-    base = tmp_path_factory.mktemp("nimbus-ecs-svc")
-    s = NimbusServer(base / "data", base / "logs").start()
-    img_dir = base / "images"
-    img_dir.mkdir()
-    import_image(s, img_dir, busybox_image(), "busybox:latest")
-    yield s
-    s.stop()
+    with busybox_server(tmp_path_factory, "nimbus-ecs-svc") as s:
+        yield s
 
 
 @pytest.fixture
@@ -203,11 +195,7 @@ def test_dynamic_host_ports_serve_http(ecs):
     cluster = unique("c")
     ecs.create_cluster(clusterName=cluster)
     fam = unique("web")
-    register(ecs, fam, [{
-        "name": "web", "image": "busybox", "memory": 32,
-        "portMappings": [{"containerPort": 8080, "hostPort": 0, "protocol": "tcp"}],
-        "command": ["sh", "-c", "mkdir -p /www && hostname > /www/index.html && exec httpd -f -p 8080 -h /www"],
-    }], networkMode="bridge")
+    register(ecs, fam, [web_container()], networkMode="bridge")
     tasks = ecs.run_task(cluster=cluster, taskDefinition=fam, count=2)["tasks"]
     ports = []
     for t in tasks:
@@ -306,7 +294,7 @@ def test_container_instances_and_placement(ecs):
 
 def test_services_survive_a_server_restart(nimbus, tmp_path):
     srv = nimbus()
-    import_image(srv, tmp_path, busybox_image(), "busybox:latest")
+    import_busybox(srv, tmp_path)
     ecs = srv.client("ecs")
     ecs.create_cluster(clusterName="durable")
     register(ecs, "keep", [{"name": "app", "image": "busybox", "memory": 32, "command": ["sleep", "600"]}])
@@ -330,13 +318,9 @@ def test_target_group_behind_api_gateway_round_robins_healthy_tasks(ecs_server, 
     ecs.create_cluster(clusterName=cluster)
     fam = unique("lb")
     tg = f"arn:aws:elasticloadbalancing:us-east-1:000000000000:targetgroup/{fam}/0123456789abcdef"
-    register(ecs, fam, [{
-        "name": "web", "image": "busybox", "memory": 32,
-        "portMappings": [{"containerPort": 8080, "hostPort": 0}],
-        "command": ["sh", "-c", "mkdir -p /www && hostname > /www/index.html && exec httpd -f -p 8080 -h /www"],
-        "healthCheck": {"command": ["CMD-SHELL", "wget -q -O /dev/null http://127.0.0.1:8080/"],
-                        "interval": 5, "timeout": 2, "retries": 1},
-    }], networkMode="bridge")
+    register(ecs, fam, [web_container(healthCheck={
+        "command": ["CMD-SHELL", "wget -q -O /dev/null http://127.0.0.1:8080/"],
+        "interval": 5, "timeout": 2, "retries": 1})], networkMode="bridge")
     ecs.create_service(cluster=cluster, serviceName="lb", taskDefinition=fam, desiredCount=2,
                        loadBalancers=[{"targetGroupArn": tg, "containerName": "web", "containerPort": 8080}])
     gw = ecs_server.client("apigatewayv2")

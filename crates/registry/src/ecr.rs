@@ -5,7 +5,7 @@
 use crate::RegistryError;
 use crate::lifecycle;
 use chrono::{DateTime, TimeZone, Utc};
-use nimbus_images::{ImageError, ImageStore, ManifestInfo, media_types, sha256_digest};
+use nimbus_images::{ImageError, ImageStore, ManifestInfo, is_valid_tag, media_types, sha256_digest};
 use nimbus_model::Scope;
 use nimbus_store::Store;
 use parking_lot::RwLock;
@@ -206,13 +206,27 @@ fn valid_repo_name(name: &str) -> bool {
     })
 }
 
-/// OCI / ECR tag grammar: `[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}`.
-pub fn valid_tag(tag: &str) -> bool {
-    let b = tag.as_bytes();
-    !b.is_empty()
-        && b.len() <= 128
-        && (b[0].is_ascii_alphanumeric() || b[0] == b'_')
-        && b.iter().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'-'))
+/// The two per-repository policy documents, which share their get/delete behaviour.
+#[derive(Debug, Clone, Copy)]
+enum PolicyKind {
+    Lifecycle,
+    Repository,
+}
+
+impl PolicyKind {
+    fn label(self) -> &'static str {
+        match self {
+            PolicyKind::Lifecycle => "Lifecycle",
+            PolicyKind::Repository => "Repository",
+        }
+    }
+
+    fn text(self, repo: &Repository) -> Option<&String> {
+        match self {
+            PolicyKind::Lifecycle => repo.lifecycle_policy.as_ref(),
+            PolicyKind::Repository => repo.policy.as_ref(),
+        }
+    }
 }
 
 fn now_ms() -> i64 {
@@ -484,7 +498,7 @@ impl EcrEngine {
             return Err((FailureCode::InvalidImageDigest, "Invalid image digest".into()));
         }
         if let Some(t) = &id.tag
-            && !valid_tag(t)
+            && !is_valid_tag(t)
         {
             return Err((FailureCode::InvalidImageTag, "Invalid image tag".into()));
         }
@@ -642,7 +656,7 @@ impl EcrEngine {
             })?,
         };
         if let Some(t) = tag {
-            if !valid_tag(t) {
+            if !is_valid_tag(t) {
                 return Err(RegistryError::InvalidParameter(format!(
                     "Invalid parameter at 'imageTag' failed to satisfy constraint: '{t}'"
                 )));
@@ -734,23 +748,11 @@ impl EcrEngine {
     }
 
     pub fn get_lifecycle_policy(&self, scope: &Scope, name: &str) -> Result<Repository, RegistryError> {
-        let repo = self.get_repository(scope, name)?;
-        if repo.lifecycle_policy.is_none() {
-            return Err(RegistryError::LifecyclePolicyNotFound(format!(
-                "Lifecycle policy does not exist for the repository with name '{name}' in the registry with id '{}'",
-                scope.account
-            )));
-        }
-        Ok(repo)
+        self.repository_with_policy(scope, name, PolicyKind::Lifecycle)
     }
 
     pub fn delete_lifecycle_policy(&self, scope: &Scope, name: &str) -> Result<Repository, RegistryError> {
-        let repo = self.get_lifecycle_policy(scope, name)?;
-        let mut updated = repo.clone();
-        updated.lifecycle_policy = None;
-        updated.lifecycle_evaluated_at_ms = None;
-        self.save(&updated)?;
-        Ok(repo)
+        self.delete_policy(scope, name, PolicyKind::Lifecycle)
     }
 
     /// StartLifecyclePolicyPreview: evaluates `text` (or the repository's policy) without
@@ -875,20 +877,52 @@ impl EcrEngine {
     }
 
     pub fn get_repository_policy(&self, scope: &Scope, name: &str) -> Result<Repository, RegistryError> {
+        self.repository_with_policy(scope, name, PolicyKind::Repository)
+    }
+
+    pub fn delete_repository_policy(&self, scope: &Scope, name: &str) -> Result<Repository, RegistryError> {
+        self.delete_policy(scope, name, PolicyKind::Repository)
+    }
+
+    /// Get*Policy: the repository, or the kind's "policy does not exist" error.
+    fn repository_with_policy(
+        &self,
+        scope: &Scope,
+        name: &str,
+        kind: PolicyKind,
+    ) -> Result<Repository, RegistryError> {
         let repo = self.get_repository(scope, name)?;
-        if repo.policy.is_none() {
-            return Err(RegistryError::RepositoryPolicyNotFound(format!(
-                "Repository policy does not exist for the repository with name '{name}' in the registry with id '{}'",
+        if kind.text(&repo).is_none() {
+            let message = format!(
+                "{} policy does not exist for the repository with name '{name}' in the registry with id '{}'",
+                kind.label(),
                 scope.account
-            )));
+            );
+            return Err(match kind {
+                PolicyKind::Lifecycle => RegistryError::LifecyclePolicyNotFound(message),
+                PolicyKind::Repository => RegistryError::RepositoryPolicyNotFound(message),
+            });
         }
         Ok(repo)
     }
 
-    pub fn delete_repository_policy(&self, scope: &Scope, name: &str) -> Result<Repository, RegistryError> {
-        let repo = self.get_repository_policy(scope, name)?;
+    /// Delete*Policy: clears the policy and answers with the repository as it was (the
+    /// response carries the deleted text).
+    fn delete_policy(
+        &self,
+        scope: &Scope,
+        name: &str,
+        kind: PolicyKind,
+    ) -> Result<Repository, RegistryError> {
+        let repo = self.repository_with_policy(scope, name, kind)?;
         let mut updated = repo.clone();
-        updated.policy = None;
+        match kind {
+            PolicyKind::Lifecycle => {
+                updated.lifecycle_policy = None;
+                updated.lifecycle_evaluated_at_ms = None;
+            }
+            PolicyKind::Repository => updated.policy = None,
+        }
         self.save(&updated)?;
         Ok(repo)
     }
@@ -1016,8 +1050,8 @@ mod tests {
         assert!(!valid_repo_name("Upper"));
         assert!(!valid_repo_name("a//b"));
         assert!(!valid_repo_name("-ab"));
-        assert!(valid_tag("v1.0_rc-2"));
-        assert!(!valid_tag(".hidden"));
-        assert!(!valid_tag(&"x".repeat(129)));
+        assert!(is_valid_tag("v1.0_rc-2"));
+        assert!(!is_valid_tag(".hidden"));
+        assert!(!is_valid_tag(&"x".repeat(129)));
     }
 }

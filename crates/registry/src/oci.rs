@@ -4,7 +4,7 @@
 //! appended chunk by chunk to a file in the store's upload dir and verified when committed;
 //! blobs are served from their files.
 use crate::RegistryError;
-use crate::ecr::{EcrEngine, manifest_media_type, valid_tag};
+use crate::ecr::{EcrEngine, manifest_media_type};
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Query, Request, State};
@@ -13,7 +13,10 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use bytes::Bytes;
 use http_body_util::BodyExt;
-use nimbus_images::{ImageError, ImageStore, StoredManifest, is_valid_digest, media_types, sha256_digest};
+use nimbus_images::{
+    ImageError, ImageStore, StoredManifest, is_valid_digest, is_valid_repository, is_valid_tag, media_types,
+    sha256_digest,
+};
 use nimbus_model::Scope;
 use parking_lot::Mutex;
 use serde_json::{Value, json};
@@ -297,21 +300,6 @@ fn parse_route(rest: &str) -> Option<Route> {
     None
 }
 
-/// The distribution spec's repository name grammar (components of `[a-z0-9]` joined by
-/// `.`, `_`, `__` or `-+`, separated by `/`).
-fn valid_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 256
-        && name.split('/').all(|c| {
-            let b = c.as_bytes();
-            !b.is_empty()
-                && b[0].is_ascii_alphanumeric()
-                && b[b.len() - 1].is_ascii_alphanumeric()
-                && b.iter()
-                    .all(|x| x.is_ascii_lowercase() || x.is_ascii_digit() || matches!(x, b'.' | b'_' | b'-'))
-        })
-}
-
 async fn dispatch(State(reg): State<Reg>, req: Request) -> Response {
     match route(reg, req).await {
         Ok(r) => r,
@@ -341,7 +329,7 @@ async fn route(reg: Reg, req: Request) -> OciResult {
         | Route::Blob(n, _) => n.clone(),
         Route::Catalog => String::new(),
     };
-    if !valid_name(&name) {
+    if !is_valid_repository(&name) {
         return Err(OciError::new(400, "NAME_INVALID", format!("invalid repository name: {name}"))
             .detail(json!({"name": name})));
     }
@@ -589,7 +577,7 @@ async fn put_manifest(
             ))
             .detail(json!({"digest": reference})));
         }
-    } else if !valid_tag(reference) {
+    } else if !is_valid_tag(reference) {
         return Err(OciError::new(400, "TAG_INVALID", format!("invalid tag {reference}"))
             .detail(json!({"tag": reference})));
     }
@@ -996,9 +984,9 @@ mod tests {
 
     #[test]
     fn names() {
-        assert!(valid_name("library/busybox"));
-        assert!(valid_name("a.b_c-d/e"));
-        assert!(!valid_name("UPPER"));
-        assert!(!valid_name("a//b"));
+        assert!(is_valid_repository("library/busybox"));
+        assert!(is_valid_repository("a.b_c-d/e"));
+        assert!(!is_valid_repository("UPPER"));
+        assert!(!is_valid_repository("a//b"));
     }
 }

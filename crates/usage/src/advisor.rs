@@ -415,6 +415,41 @@ fn option(model: &str, monthly: f64, ruled_out: Option<String>, config: String) 
     }
 }
 
+/// The EC2 option: the cheapest bin-packed fit, or ruled out when no listed instance type
+/// holds one `item`.
+fn ec2_option(fit: Option<&Ec2Fit>, item: &str, config: impl FnOnce(&Ec2Fit) -> String) -> ComputeOption {
+    match fit {
+        Some(fit) => option("EC2", fit.monthly_usd, None, config(fit)),
+        None => option("EC2", 0.0, Some(format!("no listed instance type fits one {item}")), String::new()),
+    }
+}
+
+/// Lambda's hard limits common to functions and containers, checked in this order after
+/// the workload-specific ones: memory (`shown_gb` is what the reason quotes), long-lived
+/// connections, image size. `None`: Lambda can run it.
+fn lambda_limits(
+    memory_mb: f64,
+    shown_gb: f64,
+    long_lived: bool,
+    image_name: &str,
+    opts: &AdviseOptions,
+) -> Option<String> {
+    if memory_mb > LAMBDA_MAX_MEMORY_MB {
+        Some(format!("needs {} memory (> 10 GB): not Lambda", gb_label(shown_gb)))
+    } else if long_lived {
+        Some("holds long-lived connections: not Lambda".into())
+    } else if opts.image_bytes.get(image_name).is_some_and(|b| *b > LAMBDA_MAX_IMAGE_BYTES) {
+        Some("image > 10 GB: not Lambda".into())
+    } else {
+        None
+    }
+}
+
+/// Every option a hard limit ruled out gives its reason, in option order.
+fn push_ruled_out(options: &[&ComputeOption], reasons: &mut Vec<String>) {
+    reasons.extend(options.iter().filter_map(|o| o.ruled_out.clone()));
+}
+
 /// Picks the recommended option and says why, in plain words.
 fn decide(
     options: &[ComputeOption],
@@ -486,17 +521,17 @@ pub fn advise_function(
 
     // Lambda
     let lambda_cost = lambda_monthly(prices, arch, invocations, gb_seconds, opts.free_tier);
-    let mut lambda_out = None;
-    if f.max_duration_ms > LAMBDA_MAX_RUNTIME_MS {
-        lambda_out =
-            Some(format!("runs > 15 min (longest {:.1} min): not Lambda", f.max_duration_ms / 60_000.0));
-    } else if memory_mb > LAMBDA_MAX_MEMORY_MB {
-        lambda_out = Some(format!("needs {} memory (> 10 GB): not Lambda", gb_label(memory_mb / 1024.0)));
-    } else if named(&opts.long_lived_connections) {
-        lambda_out = Some("holds long-lived connections: not Lambda".into());
-    } else if opts.image_bytes.get(&f.function_name).is_some_and(|b| *b > LAMBDA_MAX_IMAGE_BYTES) {
-        lambda_out = Some("image > 10 GB: not Lambda".into());
-    }
+    let lambda_out = if f.max_duration_ms > LAMBDA_MAX_RUNTIME_MS {
+        Some(format!("runs > 15 min (longest {:.1} min): not Lambda", f.max_duration_ms / 60_000.0))
+    } else {
+        lambda_limits(
+            memory_mb,
+            memory_mb / 1024.0,
+            named(&opts.long_lived_connections),
+            &f.function_name,
+            opts,
+        )
+    };
     let lambda = option(
         "Lambda",
         lambda_cost,
@@ -526,23 +561,10 @@ pub fn advise_function(
     // EC2: one slot per concurrent execution.
     let fit =
         ec2_fit(&prices.ec2, memory_mb / LAMBDA_MB_PER_VCPU, memory_mb / 1024.0, sized_for as u32, hours);
-    let ec2 = match &fit {
-        Some(fit) => option(
-            "EC2",
-            fit.monthly_usd,
-            None,
-            format!(
-                "{} × {} ({} per instance), {hours:.0} h",
-                fit.count, fit.instance_type, fit.per_instance
-            ),
-        ),
-        None => option("EC2", 0.0, Some("no listed instance type fits one execution".into()), String::new()),
-    };
-    for o in [&lambda, &fargate, &ec2] {
-        if let Some(why) = &o.ruled_out {
-            reasons.push(why.clone());
-        }
-    }
+    let ec2 = ec2_option(fit.as_ref(), "execution", |fit| {
+        format!("{} × {} ({} per instance), {hours:.0} h", fit.count, fit.instance_type, fit.per_instance)
+    });
+    push_ruled_out(&[&lambda, &fargate, &ec2], &mut reasons);
     if gpu {
         reasons.push("needs a GPU: not Lambda either; EC2 with a GPU instance type (not priced here)".into());
     }
@@ -673,22 +695,22 @@ pub fn advise_service(
     let gbs_month = busy_s_month * lambda_mb / 1024.0;
     let requests_month = s.requests as f64 * factor;
     let lambda_cost = lambda_monthly(prices, arch, requests_month, gbs_month, opts.free_tier);
-    let mut lambda_out = None;
-    if gpu {
-        lambda_out = Some("needs a GPU: not Lambda".to_string());
+    let lambda_out = if gpu {
+        Some("needs a GPU: not Lambda".to_string())
     } else if s.service.is_none() && s.longest_task_ms as f64 > LAMBDA_MAX_RUNTIME_MS {
-        lambda_out = Some(format!(
+        Some(format!(
             "runs > 15 min (longest task {:.0} min): not Lambda",
             s.longest_task_ms as f64 / 60_000.0
-        ));
-    } else if lambda_mb > LAMBDA_MAX_MEMORY_MB {
-        lambda_out =
-            Some(format!("needs {} memory (> 10 GB): not Lambda", gb_label((lambda_mb / 1024.0).ceil())));
-    } else if named(&opts.long_lived_connections) {
-        lambda_out = Some("holds long-lived connections: not Lambda".into());
-    } else if opts.image_bytes.get(&name).is_some_and(|b| *b > LAMBDA_MAX_IMAGE_BYTES) {
-        lambda_out = Some("image > 10 GB: not Lambda".into());
-    }
+        ))
+    } else {
+        lambda_limits(
+            lambda_mb,
+            (lambda_mb / 1024.0).ceil(),
+            named(&opts.long_lived_connections),
+            &name,
+            opts,
+        )
+    };
     let lambda = option(
         "Lambda",
         lambda_cost,
@@ -717,23 +739,13 @@ pub fn advise_service(
     };
     let ec2_hours = hours * (avg_month / ec2_items.max(1) as f64).clamp(0.0, 1.0);
     let fit = ec2_fit(&prices.ec2, used_vcpu, used_gib, ec2_items, ec2_hours);
-    let ec2 = match &fit {
-        Some(fit) => option(
-            "EC2",
-            fit.monthly_usd,
-            None,
-            format!(
-                "{} × {} for {} task(s) of {used_vcpu:.2} vCPU / {used_gib:.2} GiB measured, {ec2_hours:.0} h",
-                fit.count, fit.instance_type, ec2_items
-            ),
-        ),
-        None => option("EC2", 0.0, Some("no listed instance type fits one task".into()), String::new()),
-    };
-    for o in [&lambda, &fargate, &ec2] {
-        if let Some(why) = &o.ruled_out {
-            reasons.push(why.clone());
-        }
-    }
+    let ec2 = ec2_option(fit.as_ref(), "task", |fit| {
+        format!(
+            "{} × {} for {} task(s) of {used_vcpu:.2} vCPU / {used_gib:.2} GiB measured, {ec2_hours:.0} h",
+            fit.count, fit.instance_type, ec2_items
+        )
+    });
+    push_ruled_out(&[&lambda, &fargate, &ec2], &mut reasons);
     if gpu {
         reasons.push("needs a GPU: EC2 with a GPU instance type (not priced here)".into());
     }
