@@ -369,3 +369,147 @@ def test_tags_on_clusters_task_definitions_and_tasks(ecs):
     with pytest.raises(ClientError) as e:
         ecs.list_tags_for_resource(resourceArn="arn:aws:ecs:us-east-1:000000000000:cluster/nope")
     assert e.value.response["Error"]["Code"] == "ResourceNotFoundException"
+
+
+def test_scratch_volume_shared_and_read_only_mounts(ecs):
+    # A volume without `host` is a scratch directory of the task: empty at start, shared by
+    # the containers that mount it; readOnly (on the mount point or on volumesFrom) refuses writes.
+    cluster = unique("c")
+    ecs.create_cluster(clusterName=cluster)
+    fam = unique("vol")
+    register(ecs, fam, [
+        {"name": "writer", "image": "busybox", "memory": 32, "essential": False,
+         "command": ["sh", "-c", "test -z \"$(ls -A /shared)\" || exit 5; echo payload > /shared/f"],
+         "mountPoints": [{"sourceVolume": "scratch", "containerPath": "/shared"}]},
+        {"name": "reader", "image": "busybox", "memory": 32, "essential": False,
+         "command": ["sh", "-c", "test \"$(cat /in/deep/f)\" = payload || exit 3; "
+                                 "if echo x > /in/deep/g; then exit 4; fi; exit 0"],
+         "mountPoints": [{"sourceVolume": "scratch", "containerPath": "/in/deep", "readOnly": True}],
+         "dependsOn": [{"containerName": "writer", "condition": "SUCCESS"}]},
+        {"name": "inherit", "image": "busybox", "memory": 32, "essential": True,
+         "command": ["sh", "-c", "test \"$(cat /shared/f)\" = payload || exit 3; "
+                                 "if echo x > /shared/g; then exit 4; fi; exit 0"],
+         "volumesFrom": [{"sourceContainer": "writer", "readOnly": True}],
+         "dependsOn": [{"containerName": "reader", "condition": "COMPLETE"}]},
+    ], volumes=[{"name": "scratch"}])
+    [t] = ecs.run_task(cluster=cluster, taskDefinition=fam, launchType="EC2")["tasks"]
+    stopped = wait_status(ecs, cluster, t["taskArn"], "STOPPED", timeout=120)
+    codes = {c["name"]: c.get("exitCode") for c in stopped["containers"]}
+    assert codes == {"writer": 0, "reader": 0, "inherit": 0}, stopped["containers"]
+    # A second task of the same definition gets a fresh, empty scratch volume (writer exit 5 otherwise).
+    [t2] = ecs.run_task(cluster=cluster, taskDefinition=fam, launchType="EC2")["tasks"]
+    stopped = wait_status(ecs, cluster, t2["taskArn"], "STOPPED", timeout=120)
+    assert {c["name"]: c.get("exitCode") for c in stopped["containers"]}["writer"] == 0, stopped["containers"]
+
+
+def test_host_volume_on_ec2_and_refused_on_fargate(ecs, tmp_path):
+    cluster = unique("c")
+    ecs.create_cluster(clusterName=cluster)
+    host_dir = tmp_path / "hostvol"
+    host_dir.mkdir()
+    (host_dir / "in").write_text("from-host\n")
+    fam = unique("hostvol")
+    register(ecs, fam, [
+        {"name": "app", "image": "busybox", "memory": 32,
+         "command": ["sh", "-c", "cat /data/in > /data/out && echo written >> /data/out"],
+         "mountPoints": [{"sourceVolume": "data", "containerPath": "/data"}]},
+    ], volumes=[{"name": "data", "host": {"sourcePath": str(host_dir)}}])
+    [t] = ecs.run_task(cluster=cluster, taskDefinition=fam, launchType="EC2")["tasks"]
+    stopped = wait_status(ecs, cluster, t["taskArn"], "STOPPED", timeout=120)
+    assert stopped["containers"][0].get("exitCode") == 0, stopped["containers"]
+    # The host directory outlives the task, with what the container wrote.
+    assert (host_dir / "out").read_text() == "from-host\nwritten\n"
+
+    fargate = dict(requiresCompatibilities=["FARGATE"], networkMode="awsvpc", cpu="256", memory="512")
+    with pytest.raises(ClientError) as e:
+        register(ecs, unique("fgvol"), [
+            {"name": "app", "image": "busybox", "mountPoints": [{"sourceVolume": "data", "containerPath": "/d"}]},
+        ], volumes=[{"name": "data", "host": {"sourcePath": "/tmp"}}], **fargate)
+    assert e.value.response["Error"]["Code"] == "ClientException"
+    assert "sourcePath" in e.value.response["Error"]["Message"]
+    # A scratch volume is fine on Fargate.
+    register(ecs, unique("fgvol"), [
+        {"name": "app", "image": "busybox", "mountPoints": [{"sourceVolume": "data", "containerPath": "/d"}]},
+    ], volumes=[{"name": "data"}], **fargate)
+    # A mount point must name a volume of the task definition.
+    with pytest.raises(ClientError) as e:
+        register(ecs, unique("badvol"), [
+            {"name": "app", "image": "busybox", "memory": 32,
+             "mountPoints": [{"sourceVolume": "nope", "containerPath": "/d"}]}])
+    assert e.value.response["Error"]["Code"] == "ClientException"
+
+
+def test_run_task_client_token_is_idempotent_per_cluster(ecs):
+    # [docs ECS_Idempotency] the same clientToken and parameters return the original tasks;
+    # the same token with other parameters → ConflictException naming those tasks; tokens are
+    # per cluster.
+    cluster, other = unique("c"), unique("c")
+    ecs.create_cluster(clusterName=cluster)
+    ecs.create_cluster(clusterName=other)
+    fam = unique("idem")
+    register(ecs, fam, [{"name": "app", "image": "busybox", "memory": 16, "command": ["sleep", "30"]}])
+    token = uuid.uuid4().hex
+    first = ecs.run_task(cluster=cluster, taskDefinition=fam, count=2, clientToken=token)["tasks"]
+    again = ecs.run_task(cluster=cluster, taskDefinition=fam, count=2, clientToken=token)["tasks"]
+    arns = sorted(t["taskArn"] for t in first)
+    assert len(arns) == 2 and sorted(t["taskArn"] for t in again) == arns
+    listed = ecs.list_tasks(cluster=cluster, family=fam)["taskArns"]
+    assert sorted(listed) == arns, "a retry started no new task"
+    with pytest.raises(ClientError) as e:
+        ecs.run_task(cluster=cluster, taskDefinition=fam, count=1, clientToken=token)
+    assert e.value.response["Error"]["Code"] == "ConflictException"
+    assert sorted(e.value.response.get("resourceIds", [])) == arns, e.value.response
+    # Another cluster: a separate request.
+    [o] = ecs.run_task(cluster=other, taskDefinition=fam, clientToken=token)["tasks"]
+    assert o["taskArn"] not in arns
+    # Without a token of its own boto3 sends a fresh one each call: two calls, two tasks.
+    ecs.run_task(cluster=other, taskDefinition=fam)
+    assert len(ecs.list_tasks(cluster=other, family=fam)["taskArns"]) == 2
+    with pytest.raises(ClientError) as e:
+        ecs.run_task(cluster=cluster, taskDefinition=fam, clientToken="x" * 65)
+    assert e.value.response["Error"]["Code"] == "InvalidParameterException"
+    for c in (cluster, other):
+        for arn in ecs.list_tasks(cluster=c)["taskArns"]:
+            ecs.stop_task(cluster=c, task=arn)
+
+
+def test_task_size_is_one_limit_for_all_containers(ecs, tmp_path):
+    # [docs] task-level cpu/memory is the task size: a hard limit for all its containers
+    # together. Nimbus puts the containers' cgroups under one task cgroup holding the limit.
+    # Each container records its cgroups (host paths) into a host volume for the test to read.
+    cluster = unique("c")
+    ecs.create_cluster(clusterName=cluster)
+    out = tmp_path / "cg"
+    out.mkdir()
+    fam = unique("size")
+    mounts = [{"sourceVolume": "out", "containerPath": "/out"}]
+    register(ecs, fam, [
+        {"name": "a", "image": "busybox", "essential": False, "mountPoints": mounts,
+         "command": ["sh", "-c", "cat /proc/self/cgroup > /out/a"]},
+        {"name": "b", "image": "busybox", "mountPoints": mounts,
+         "command": ["sh", "-c", "cat /proc/self/cgroup > /out/b; while [ ! -e /out/done ]; do sleep 0.1; done"]},
+    ], volumes=[{"name": "out", "host": {"sourcePath": str(out)}}], cpu="512", memory="256")
+    [t] = ecs.run_task(cluster=cluster, taskDefinition=fam, launchType="EC2")["tasks"]
+    # b stays up until the test has read the limit (the task's cgroup goes with the task).
+    wait_for(lambda: (out / "a").exists() and (out / "b").exists() and (out / "b").read_text(), timeout=90,
+             what="both containers wrote their cgroups")
+
+    def memory_cgroup(name):
+        for line in (out / name).read_text().splitlines():
+            _, controllers, path = line.split(":", 2)
+            if "memory" in controllers.split(",") or controllers == "":
+                return controllers, path
+        raise AssertionError((out / name).read_text())
+
+    (ctrl_a, a), (_, b) = memory_cgroup("a"), memory_cgroup("b")
+    parent = a.rsplit("/", 1)[0]
+    assert b.rsplit("/", 1)[0] == parent and a != b, (a, b)
+    if ctrl_a == "":  # cgroup v2
+        limit = (f"/sys/fs/cgroup{parent}/memory.max", str(256 << 20))
+    else:
+        limit = (f"/sys/fs/cgroup/memory{parent}/memory.limit_in_bytes", str(256 << 20))
+    got = open(limit[0]).read().strip()
+    (out / "done").write_text("")
+    assert got == limit[1], (limit, got)
+    stopped = wait_status(ecs, cluster, t["taskArn"], "STOPPED", timeout=120)
+    assert all(c.get("exitCode") == 0 for c in stopped["containers"]), stopped["containers"]

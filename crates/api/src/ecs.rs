@@ -719,8 +719,63 @@ fn container_in(c: ContainerDefinitionIn) -> Result<ecs::ContainerDefinition, Ap
         readonly_root_filesystem: c.readonly_root_filesystem,
         docker_labels: c.docker_labels,
         disable_networking: c.disable_networking,
+        mount_points: member_list::<MountPointIn>(&c.extra, "mountPoints")?
+            .into_iter()
+            .map(|m| ecs::MountPoint {
+                source_volume: m.source_volume.unwrap_or_default(),
+                container_path: m.container_path.unwrap_or_default(),
+                read_only: m.read_only.unwrap_or(false),
+            })
+            .collect(),
+        volumes_from: member_list::<VolumeFromIn>(&c.extra, "volumesFrom")?
+            .into_iter()
+            .map(|f| ecs::VolumeFrom {
+                source_container: f.source_container.unwrap_or_default(),
+                read_only: f.read_only.unwrap_or(false),
+            })
+            .collect(),
         unmodelled: c.extra,
     })
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", default)]
+struct VolumeIn {
+    name: Option<String>,
+    host: Option<HostVolumeIn>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", default)]
+struct HostVolumeIn {
+    source_path: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", default)]
+struct MountPointIn {
+    source_volume: Option<String>,
+    container_path: Option<String>,
+    read_only: Option<bool>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", default)]
+struct VolumeFromIn {
+    source_container: Option<String>,
+    read_only: Option<bool>,
+}
+
+/// A list member that is also echoed as given (kept in `extra`), read into its typed shape.
+fn member_list<T: serde::de::DeserializeOwned>(
+    extra: &BTreeMap<String, Value>,
+    key: &str,
+) -> Result<Vec<T>, ApiError> {
+    match extra.get(key) {
+        None | Some(Value::Null) => Ok(Vec::new()),
+        Some(v) => serde_json::from_value(v.clone())
+            .map_err(|e| ecs::Error::client(format!("Invalid '{key}' value: {e}")).into()),
+    }
 }
 
 fn register_task_definition(
@@ -729,6 +784,14 @@ fn register_task_definition(
     i: RegisterTaskDefinitionInput,
 ) -> Result<Value, ApiError> {
     let containers = i.container_definitions.into_iter().map(container_in).collect::<Result<Vec<_>, _>>()?;
+    let volumes = member_list::<VolumeIn>(&i.extra, "volumes")?
+        .into_iter()
+        .map(|v| ecs::Volume {
+            name: v.name.unwrap_or_default(),
+            // An empty sourcePath is "let Docker choose": a scratch volume.
+            host_source_path: v.host.and_then(|h| h.source_path).filter(|p| !p.is_empty()),
+        })
+        .collect();
     let td = e.register_task_definition(
         scope,
         ecs::RegisterTaskDefinition {
@@ -744,6 +807,7 @@ fn register_task_definition(
             ipc_mode: i.ipc_mode,
             placement_constraints: constraints_in(i.placement_constraints),
             tags: tags_in(i.tags),
+            volumes,
             unmodelled: i.extra,
         },
     )?;
@@ -981,6 +1045,7 @@ struct RunTaskInput {
     enable_execute_command: bool,
     propagate_tags: Option<String>,
     capacity_provider_strategy: Vec<StrategyItemIn>,
+    client_token: Option<String>,
 }
 
 fn overrides_in(o: Option<OverridesIn>) -> ecs::TaskOverrides {
@@ -1057,6 +1122,7 @@ fn run_task(e: &Arc<EcsEngine>, scope: &Scope, i: RunTaskInput) -> Result<Value,
             enable_execute_command: i.enable_execute_command,
             propagate_tags: i.propagate_tags,
             capacity_provider_strategy: strategy_in(i.capacity_provider_strategy),
+            client_token: i.client_token,
         },
     )?;
     Ok(json!({

@@ -337,6 +337,11 @@ impl From<nimbus_containers::Error> for ApiError {
             E::UnsupportedFeature(_) => "UnsupportedFeatureException",
             E::ResourceNotFound(_) => "ResourceNotFoundException",
             E::TargetNotFound(_) => "TargetNotFoundException",
+            E::Conflict { resource_ids, .. } => {
+                let mut err = ApiError::new(400, "ConflictException", message);
+                err.fields.push(("resourceIds", json!(resource_ids)));
+                return err;
+            }
             E::Store(store) => return store.into(),
             E::Internal(_) => {
                 tracing::error!("ecs: {message}");

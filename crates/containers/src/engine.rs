@@ -165,7 +165,22 @@ pub struct EcsEngine {
     /// Serialises service changes: a reconcile pass (read … act … save) never overwrites an
     /// UpdateService/DeleteService that landed meanwhile. Taken before `task_writes`.
     pub(crate) service_writes: Mutex<()>,
+    /// RunTask client tokens in their idempotency window, by (cluster ARN, token). In memory:
+    /// a restart forgets them (the tasks they made remain).
+    pub(crate) client_tokens: Mutex<HashMap<(String, String), ClientTokenUse>>,
 }
+
+/// What a RunTask with a client token did, so a retry gets the same tasks back.
+pub(crate) struct ClientTokenUse {
+    /// The request's other parameters; a retry must repeat them (else ConflictException).
+    fingerprint: String,
+    task_arns: Vec<String>,
+    failures: Vec<Failure>,
+    at_ms: i64,
+}
+
+/// AWS keeps a RunTask client token for 24 hours.
+const CLIENT_TOKEN_TTL_MS: i64 = 24 * 3600 * 1000;
 
 pub(crate) fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
@@ -224,6 +239,7 @@ pub struct RegisterTaskDefinition {
     pub ipc_mode: Option<String>,
     pub placement_constraints: Vec<PlacementConstraintDef>,
     pub tags: Tags,
+    pub volumes: Vec<Volume>,
     pub unmodelled: BTreeMap<String, serde_json::Value>,
 }
 
@@ -244,6 +260,9 @@ pub struct RunTask {
     pub enable_execute_command: bool,
     pub propagate_tags: Option<String>,
     pub capacity_provider_strategy: Vec<CapacityProviderStrategyItem>,
+    /// Idempotency: the same token and parameters in the same cluster within 24 hours
+    /// return the first request's tasks instead of starting new ones.
+    pub client_token: Option<String>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -349,6 +368,7 @@ impl EcsEngine {
             lb_cursor: std::sync::atomic::AtomicUsize::new(0),
             task_writes: Mutex::new(()),
             service_writes: Mutex::new(()),
+            client_tokens: Mutex::new(HashMap::new()),
         }))
     }
 
@@ -784,6 +804,7 @@ impl EcsEngine {
         if !containers.iter().any(|c| c.essential) {
             return Err(Error::client("Task definition must have at least one essential container."));
         }
+        validate_volumes(&req.volumes, &containers)?;
         for rc in &req.requires_compatibilities {
             if !matches!(rc.as_str(), "EC2" | "FARGATE" | "EXTERNAL") {
                 return Err(Error::client(format!("Invalid compatibility: {rc}")));
@@ -802,6 +823,9 @@ impl EcsEngine {
             validate_fargate_size(cpu, memory)?;
             if containers.iter().any(|c| c.privileged == Some(true)) {
                 return Err(Error::client("Fargate does not support privileged mode for containers."));
+            }
+            if req.volumes.iter().any(|v| v.host_source_path.is_some()) {
+                return Err(Error::client("Fargate compatible task definitions do not support sourcePath"));
             }
             if strict
                 && req.execution_role_arn.is_none()
@@ -877,6 +901,7 @@ impl EcsEngine {
             deregistered_ms: None,
             registered_by: Some(format!("arn:aws:iam::{}:root", scope.account)),
             tags: req.tags,
+            volumes: req.volumes,
             unmodelled: req.unmodelled,
         };
         // Under the lock so two registrations never get the same revision.
@@ -1272,6 +1297,37 @@ impl EcsEngine {
         req: RunTask,
     ) -> Result<(Vec<Task>, Vec<Failure>), Error> {
         let cluster = self.active_cluster(scope, req.cluster.as_deref())?;
+        // Held to the end, so a concurrent retry with the same token waits for this one.
+        let mut token_guard = None;
+        if let Some(token) = &req.client_token {
+            if token.is_empty() || token.len() > 64 || !token.bytes().all(|b| (33..=126).contains(&b)) {
+                return Err(Error::invalid(
+                    "clientToken must be 1-64 characters in the ASCII range 33-126 (inclusive).",
+                ));
+            }
+            // Everything but the token and how the cluster was named (the cluster is the key).
+            let fingerprint = format!("{:?}", RunTask { cluster: None, client_token: None, ..req.clone() });
+            let key = (cluster.arn.clone(), token.clone());
+            let mut tokens = self.client_tokens.lock();
+            let now = now_ms();
+            tokens.retain(|_, u| now - u.at_ms < CLIENT_TOKEN_TTL_MS);
+            if let Some(used) = tokens.get(&key) {
+                let tasks: Vec<Task> = used.task_arns.iter().filter_map(|a| self.task(a)).collect();
+                // The window also ends once the tasks it made are gone from the records.
+                if !tasks.is_empty() || used.task_arns.is_empty() {
+                    if used.fingerprint != fingerprint {
+                        return Err(Error::Conflict {
+                            message:
+                                "The specified client token has already been used with different parameters."
+                                    .into(),
+                            resource_ids: used.task_arns.clone(),
+                        });
+                    }
+                    return Ok((tasks, used.failures.clone()));
+                }
+            }
+            token_guard = Some((tokens, key, fingerprint));
+        }
         let td = self
             .find_task_definition(scope, &req.task_definition)
             .ok_or_else(|| Error::client("TaskDefinition not found."))?;
@@ -1317,6 +1373,17 @@ impl EcsEngine {
             task.capacity_provider_name = provider.clone();
             self.launch(task.clone())?;
             tasks.push(task);
+        }
+        if let Some((mut tokens, key, fingerprint)) = token_guard {
+            tokens.insert(
+                key,
+                ClientTokenUse {
+                    fingerprint,
+                    task_arns: tasks.iter().map(|t| t.arn.clone()).collect(),
+                    failures: plan.failures.clone(),
+                    at_ms: now_ms(),
+                },
+            );
         }
         Ok((tasks, plan.failures))
     }
@@ -2241,4 +2308,51 @@ impl EcsEngine {
         }
         Ok((done, failures))
     }
+}
+
+/// Volume names as AWS allows them, unique; every mount point names one of them and every
+/// volumesFrom an existing other container.
+fn validate_volumes(volumes: &[Volume], containers: &[ContainerDefinition]) -> Result<(), Error> {
+    let mut names = BTreeSet::new();
+    for v in volumes {
+        if !valid_name(&v.name) {
+            return Err(Error::client(
+                "Volume name must be 1-255 characters: letters (upper and lower case), numbers, underscores and hyphens.",
+            ));
+        }
+        if !names.insert(v.name.as_str()) {
+            return Err(Error::client(format!("Duplicate volume name: {}", v.name)));
+        }
+        if v.host_source_path.as_deref().is_some_and(|p| !p.starts_with('/')) {
+            return Err(Error::client(format!(
+                "Invalid host.sourcePath for volume '{}': must be absolute.",
+                v.name
+            )));
+        }
+    }
+    for c in containers {
+        for m in &c.mount_points {
+            if !names.contains(m.source_volume.as_str()) {
+                return Err(Error::client(format!(
+                    "Invalid 'mountPoints' setting for container '{}'. Unknown volume '{}'.",
+                    c.name, m.source_volume
+                )));
+            }
+            if !m.container_path.starts_with('/') {
+                return Err(Error::client(format!(
+                    "Invalid 'mountPoints' setting for container '{}'. containerPath must be absolute: '{}'.",
+                    c.name, m.container_path
+                )));
+            }
+        }
+        for f in &c.volumes_from {
+            if f.source_container == c.name || !containers.iter().any(|o| o.name == f.source_container) {
+                return Err(Error::client(format!(
+                    "Invalid 'volumesFrom' setting for container '{}'. Unknown container '{}'.",
+                    c.name, f.source_container
+                )));
+            }
+        }
+    }
+    Ok(())
 }

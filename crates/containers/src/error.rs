@@ -27,6 +27,10 @@ pub enum Error {
     ResourceNotFound(String),
     #[error("{0}")]
     TargetNotFound(String),
+    /// `ConflictException`: a client token reused with different parameters; names what the
+    /// token already made.
+    #[error("{message}")]
+    Conflict { message: String, resource_ids: Vec<String> },
     #[error(transparent)]
     Store(#[from] nimbus_store::StoreError),
     #[error("internal error: {0}")]

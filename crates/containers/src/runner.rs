@@ -8,7 +8,7 @@
 //! image plus what the container wrote (a snapshot), and its writes go to a throw-away upper.
 use crate::engine::{Control, EcsEngine, ImageFailure, PreparedImage, Scope, TaskUsage, now_ms};
 use crate::types::*;
-use nimbus_sandbox::{ExitStatus, FsView, ImageRoot, Instance, Limits, SandboxSpec};
+use nimbus_sandbox::{ExitStatus, FsView, ImageRoot, Instance, Limits, SandboxGroup, SandboxSpec};
 use nimbus_store::LogEvent;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -73,6 +73,11 @@ struct Runner {
     reported_ms: u64,
     reported_cpu_ns: u64,
     last_report: Instant,
+    /// The task definition's volumes, and where each lives on the host.
+    volumes: Vec<(Volume, PathBuf)>,
+    /// The task size (task-level cpu/memory) as one limit over all its containers, where the
+    /// backend can group sandboxes; last, so it drops after the containers.
+    group: Option<Arc<dyn SandboxGroup>>,
 }
 
 pub(crate) async fn run(engine: Arc<EcsEngine>, arn: String, mut control: mpsc::UnboundedReceiver<Control>) {
@@ -134,7 +139,22 @@ pub(crate) async fn run(engine: Arc<EcsEngine>, arn: String, mut control: mpsc::
         reported_ms: 0,
         reported_cpu_ns: 0,
         last_report: Instant::now(),
+        volumes: td
+            .volumes
+            .iter()
+            .map(|v| {
+                // Scratch volumes live in the task's directory (".volumes" cannot be a
+                // container name), so they go when the task's directory does.
+                let host = match &v.host_source_path {
+                    Some(p) => PathBuf::from(p),
+                    None => dir.join(".volumes").join(&v.name),
+                };
+                (v.clone(), host)
+            })
+            .collect(),
+        group: None,
     };
+    r.group = r.task_group();
     if let Err((code, reason)) = r.provision(&mut control).await {
         r.fail_start(&code, &reason);
     } else {
@@ -612,8 +632,12 @@ impl Runner {
             Some(u) => Some(resolve_user(&u, &image.root)?),
             None => None,
         };
-        let task_memory = self.task.memory.as_deref().and_then(|m| m.parse::<u64>().ok()).filter(|m| *m > 0);
-        let task_cpu = self.task.cpu.as_deref().and_then(|c| c.parse::<u64>().ok()).filter(|c| *c > 0);
+        let (mut task_memory, mut task_cpu) = self.task_size();
+        if self.group.is_some() {
+            // The group enforces the task size across all containers together (as AWS does);
+            // a container's own cpu/memory still caps it within that.
+            (task_memory, task_cpu) = (None, None);
+        }
         let limits = Limits {
             memory_mb: def.memory.map(u64::from).or(task_memory),
             nofile: def.ulimits.iter().find(|u| u.name == "nofile").map(|u| u.hard_limit.max(0) as u64),
@@ -638,6 +662,8 @@ impl Runner {
                 .or_else(|| Some(self.task.id[..12].to_string()))
         });
         let netns = self.netns_pid();
+        let binds = self.binds(i)?;
+        let group = self.group.clone();
         let spec = SandboxSpec {
             program: PathBuf::from(program),
             args,
@@ -645,11 +671,12 @@ impl Runner {
             env,
             output: Some(writer.into()),
             limits,
-            fs: FsView { image_root: Some(image.root.clone()), ..FsView::default() },
+            fs: FsView { image_root: Some(image.root.clone()), binds, ..FsView::default() },
             isolate_network: netns.is_none() && self.task.network_mode != NetworkMode::Host,
             user,
             hostname,
             join_netns_of: netns,
+            group,
         };
         let sandbox = self.engine.sandbox.clone();
         let inst: Arc<dyn Instance> = match tokio::task::spawn_blocking(move || sandbox.start(spec)).await {
@@ -701,6 +728,69 @@ impl Runner {
         Ok(())
     }
 
+    /// The volumes container `i` sees: its own mountPoints, then those of the containers it
+    /// names in volumesFrom (read-only there when volumesFrom says so). Host directories are
+    /// made on first use: scratch volumes empty, host paths as Docker makes a missing one.
+    fn binds(&self, i: usize) -> Result<Vec<nimbus_sandbox::Bind>, String> {
+        let def = &self.slots[i].def;
+        let mut points: Vec<(&MountPoint, bool)> = def.mount_points.iter().map(|m| (m, false)).collect();
+        for f in &def.volumes_from {
+            if let Some(src) = self.slots.iter().find(|s| s.def.name == f.source_container) {
+                points.extend(src.def.mount_points.iter().map(|m| (m, f.read_only)));
+            }
+        }
+        let mut binds: Vec<nimbus_sandbox::Bind> = Vec::new();
+        for (m, force_ro) in points {
+            let Some((_, host)) = self.volumes.iter().find(|(v, _)| v.name == m.source_volume) else {
+                return Err(format!("mount point {}: unknown volume {}", m.container_path, m.source_volume));
+            };
+            if binds.iter().any(|b| b.inside == Path::new(&m.container_path)) {
+                continue; // the container's own mount point wins over an inherited one
+            }
+            std::fs::create_dir_all(host)
+                .map_err(|e| format!("volume {}: cannot create {}: {e}", m.source_volume, host.display()))?;
+            binds.push(nimbus_sandbox::Bind {
+                host: host.clone(),
+                inside: PathBuf::from(&m.container_path),
+                read_only: m.read_only || force_ro,
+            });
+        }
+        // Parents first, so a nested mount point is not hidden by its parent's bind.
+        binds.sort_by_key(|b| b.inside.components().count());
+        Ok(binds)
+    }
+
+    /// Task-level memory (MiB) and cpu (units), where the task has them.
+    fn task_size(&self) -> (Option<u64>, Option<u64>) {
+        let memory = self.task.memory.as_deref().and_then(|m| m.parse::<u64>().ok()).filter(|m| *m > 0);
+        let cpu = self.task.cpu.as_deref().and_then(|c| c.parse::<u64>().ok()).filter(|c| *c > 0);
+        (memory, cpu)
+    }
+
+    /// A sandbox group holding the task size, when the task has one and the backend groups;
+    /// otherwise each container without its own limits gets the task's (see start_container).
+    fn task_group(&self) -> Option<Arc<dyn SandboxGroup>> {
+        let (memory, cpu) = self.task_size();
+        if memory.is_none() && cpu.is_none() {
+            return None;
+        }
+        let limits = Limits {
+            memory_mb: memory,
+            cpu_millis: cpu.map(|c| (c * 1000 / 1024).max(10)),
+            ..Limits::default()
+        };
+        match self.engine.sandbox.create_group(&limits) {
+            Ok(g) => g,
+            Err(e) => {
+                tracing::warn!(
+                    "ecs task {}: no task-level cgroup ({e}); limiting each container instead",
+                    self.arn
+                );
+                None
+            }
+        }
+    }
+
     fn spawn_health_checker(
         &self,
         i: usize,
@@ -713,6 +803,7 @@ impl Runner {
         let root = image.root.clone();
         let dir = self.slots[i].dir.clone();
         let env = environment(&self.slots[i].def, image, &self.task);
+        let binds = self.binds(i).unwrap_or_default();
         tokio::spawn(async move {
             let interval = Duration::from_secs(hc.interval.max(1) as u64);
             let timeout = Duration::from_secs(hc.timeout.max(1) as u64);
@@ -742,7 +833,7 @@ impl Runner {
                     cwd: PathBuf::from("/"),
                     env: env.clone(),
                     limits: Limits { memory_mb: Some(128), pids_max: Some(64), ..Limits::default() },
-                    fs: FsView { image_root: Some(view), ..FsView::default() },
+                    fs: FsView { image_root: Some(view), binds: binds.clone(), ..FsView::default() },
                     join_netns_of: Some(netns),
                     ..SandboxSpec::default()
                 };

@@ -415,7 +415,9 @@ impl EcsEngine {
             .services
             .values()
             .filter(|s| s.cluster == cluster.name && s.account == scope.account && s.region == scope.region)
-            .filter(|s| s.status == "ACTIVE" || s.status == "DRAINING")
+            // AWS: a deleted service that is DRAINING "is no longer visible … in the
+            // ListServices API operation" (DescribeServices still shows it).
+            .filter(|s| s.status == "ACTIVE")
             .filter(|s| launch_type.is_none_or(|l| s.launch_type.map(|x| x.as_str()) == Some(l)))
             .filter(|s| scheduling_strategy.is_none_or(|x| s.scheduling_strategy == x))
             .map(|s| s.arn.clone())

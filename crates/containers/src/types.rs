@@ -124,10 +124,38 @@ pub struct ContainerDefinition {
     pub readonly_root_filesystem: Option<bool>,
     pub docker_labels: BTreeMap<String, String>,
     pub disable_networking: Option<bool>,
+    /// Task volumes shown inside this container (also echoed from `unmodelled` as given).
+    #[serde(default)]
+    pub mount_points: Vec<MountPoint>,
+    /// Containers whose mount points this container gets too.
+    #[serde(default)]
+    pub volumes_from: Vec<VolumeFrom>,
     /// Container definition fields Nimbus accepts but does not act on (dnsServers,
     /// linuxParameters, mountPoints, …), kept as given so Describe echoes them.
     #[serde(default)]
     pub unmodelled: BTreeMap<String, serde_json::Value>,
+}
+
+/// A task definition volume. Without a host path it is a scratch volume: an empty
+/// directory made for each task, shared by the task's containers, gone when the task stops.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Default)]
+pub struct Volume {
+    pub name: String,
+    /// `host.sourcePath`: a directory of the container instance (EC2 only), kept after the task.
+    pub host_source_path: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Default)]
+pub struct MountPoint {
+    pub source_volume: String,
+    pub container_path: String,
+    pub read_only: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Default)]
+pub struct VolumeFrom {
+    pub source_container: String,
+    pub read_only: bool,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -171,6 +199,9 @@ pub struct TaskDefinition {
     pub deregistered_ms: Option<i64>,
     pub registered_by: Option<String>,
     pub tags: Tags,
+    /// What `volumes` says (also echoed from `unmodelled` as given).
+    #[serde(default)]
+    pub volumes: Vec<Volume>,
     /// Task definition fields accepted but not acted on (runtimePlatform, ephemeralStorage,
     /// volumes, …), echoed as given.
     #[serde(default)]

@@ -401,3 +401,60 @@ async fn service_keeps_desired_count_and_reloads() {
         engine2.list_tasks(&e.scope, &ListTasks { cluster: Some("c".into()), ..Default::default() }).unwrap();
     assert!(live.is_empty(), "{live:?}");
 }
+
+#[tokio::test]
+async fn volumes_become_binds_and_are_validated() {
+    let e = env();
+    e.engine.create_cluster(&e.scope, Some("c"), vec![], vec![]).unwrap();
+    let mp = |v: &str, p: &str, ro: bool| MountPoint {
+        source_volume: v.into(),
+        container_path: p.into(),
+        read_only: ro,
+    };
+    let mut a = container("a", "img");
+    a.mount_points = vec![mp("scratch", "/data", false)];
+    let mut b = container("b", "img");
+    b.volumes_from = vec![VolumeFrom { source_container: "a".into(), read_only: true }];
+    b.mount_points = vec![mp("scratch", "/data/nested", false)];
+    let volumes = vec![Volume { name: "scratch".into(), host_source_path: None }];
+    let req = |containers, volumes, compat: Vec<String>| RegisterTaskDefinition {
+        family: "vol".into(),
+        containers,
+        volumes,
+        requires_compatibilities: compat.clone(),
+        network_mode: if compat.is_empty() { None } else { Some("awsvpc".into()) },
+        cpu: if compat.is_empty() { None } else { Some("256".into()) },
+        memory: if compat.is_empty() { None } else { Some("512".into()) },
+        ..Default::default()
+    };
+    // Unknown volume, unknown volumesFrom container, host path on Fargate: ClientException.
+    let mut bad = container("x", "img");
+    bad.mount_points = vec![mp("nope", "/d", false)];
+    let err =
+        e.engine.register_task_definition(&e.scope, req(vec![bad], volumes.clone(), vec![])).unwrap_err();
+    assert!(err.to_string().contains("Unknown volume"), "{err}");
+    let mut bad = container("x", "img");
+    bad.volumes_from = vec![VolumeFrom { source_container: "ghost".into(), read_only: false }];
+    assert!(e.engine.register_task_definition(&e.scope, req(vec![bad], vec![], vec![])).is_err());
+    let host = vec![Volume { name: "h".into(), host_source_path: Some("/srv/h".into()) }];
+    let err = e
+        .engine
+        .register_task_definition(&e.scope, req(vec![container("x", "img")], host, vec!["FARGATE".into()]))
+        .unwrap_err();
+    assert!(err.to_string().contains("sourcePath"), "{err}");
+
+    let td = e.engine.register_task_definition(&e.scope, req(vec![a, b], volumes, vec![])).unwrap();
+    assert_eq!(td.volumes.len(), 1);
+    run(&e, "c", "vol");
+    let hs = started(&e, 2).await;
+    let by_inside = |h: &MockInstanceHandle| -> Vec<(String, bool)> {
+        h.fs.binds.iter().map(|b| (b.inside.display().to_string(), b.read_only)).collect()
+    };
+    let (ha, hb) = if hs[0].fs.binds.len() == 1 { (&hs[0], &hs[1]) } else { (&hs[1], &hs[0]) };
+    assert_eq!(by_inside(ha), vec![("/data".to_string(), false)]);
+    // Parent before child; the inherited mount is read-only as volumesFrom says.
+    assert_eq!(by_inside(hb), vec![("/data".to_string(), true), ("/data/nested".to_string(), false)]);
+    // One scratch directory for the task, under the task's directory, shared by both.
+    assert_eq!(ha.fs.binds[0].host, hb.fs.binds[0].host);
+    assert!(ha.fs.binds[0].host.is_dir() && ha.fs.binds[0].host.starts_with(e.dir.path()));
+}

@@ -382,6 +382,7 @@ impl Environment {
                     tmp_mb: cfg.ephemeral_storage_mb as u64,
                     expose,
                     image_root: None,
+                    binds: Vec::new(),
                 },
                 isolate_network: false,
                 ..Default::default()

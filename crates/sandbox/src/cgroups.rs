@@ -369,6 +369,44 @@ impl Cgroups {
         Ok(cg)
     }
 
+    /// Creates a cgroup that holds other sandboxes' cgroups (`create_in`), its limits binding
+    /// them together (an ECS task's size). On v2 its controllers are delegated to its children.
+    pub fn create_group(self: &Arc<Self>, name: &str, limits: &CgroupLimits) -> Result<Cgroup, CgroupError> {
+        let group = self.create(name, limits)?;
+        if let Hierarchy::V2 { .. } = &self.hierarchy {
+            // The same controllers the server's parent delegates.
+            let offered = self.fs.read(&self.parents[0].join("cgroup.subtree_control")).unwrap_or_default();
+            let enable: Vec<String> = offered.split_whitespace().map(|c| format!("+{c}")).collect();
+            if !enable.is_empty() {
+                let sub = group.dirs[0].join("cgroup.subtree_control");
+                if let Err(e) = self.fs.write(&sub, &enable.join(" ")) {
+                    group.remove();
+                    return Err(io_err(&sub)(e));
+                }
+            }
+        }
+        Ok(group)
+    }
+
+    /// Creates one sandbox's cgroup inside `group` (from `create_group`).
+    pub fn create_in(
+        self: &Arc<Self>,
+        group: &Cgroup,
+        name: &str,
+        limits: &CgroupLimits,
+    ) -> Result<Cgroup, CgroupError> {
+        let dirs: Vec<PathBuf> = group.dirs.iter().map(|d| d.join(name)).collect();
+        for d in &dirs {
+            self.fs.create_dir(d).map_err(io_err(d))?;
+        }
+        let cg = Cgroup { owner: self.clone(), dirs };
+        if let Err(e) = cg.set_limits(limits) {
+            cg.remove();
+            return Err(e);
+        }
+        Ok(cg)
+    }
+
     fn controller_dir<'a>(&self, dirs: &'a [PathBuf], controller: &str) -> Option<&'a PathBuf> {
         match &self.hierarchy {
             Hierarchy::V1 { controllers } => {
@@ -402,6 +440,10 @@ fn remove_stale(fs: &dyn CgroupFs, hierarchy: &Hierarchy) {
             }
             let dir = base.join(&name);
             for child in fs.subdirs(&dir) {
+                // A group (an ECS task) holds its members one level further down.
+                for member in fs.subdirs(&dir.join(&child)) {
+                    let _ = fs.remove_dir(&dir.join(&child).join(member));
+                }
                 let _ = fs.remove_dir(&dir.join(child));
             }
             let _ = fs.remove_dir(&dir);

@@ -160,7 +160,19 @@ impl ContainerSandbox {
             cpu_millis: None,
             pids_max: Some(spec.limits.pids_max.unwrap_or(DEFAULT_PIDS_MAX)),
         };
-        let cgroup = self.cgroups.create(&name, &limits).map_err(|e| SandboxError::Setup(e.to_string()))?;
+        let group =
+            match &spec.group {
+                Some(g) => Some(g.as_any().downcast_ref::<ContainerGroup>().ok_or_else(|| {
+                    SandboxError::Setup("the sandbox group belongs to another backend".into())
+                })?),
+                None => None,
+            };
+        let cgroup = match group {
+            Some(ContainerGroup { cgroup: Some(g) }) => self.cgroups.create_in(g, &name, &limits),
+            Some(_) => return Err(SandboxError::Setup("the sandbox group is gone".into())),
+            None => self.cgroups.create(&name, &limits),
+        }
+        .map_err(|e| SandboxError::Setup(e.to_string()))?;
         let plan = match Plan::build(self, &spec, &cgroup) {
             Ok(p) => p,
             Err(e) => {
@@ -205,6 +217,60 @@ impl Sandbox for ContainerSandbox {
     fn start(&self, spec: SandboxSpec) -> Result<Box<dyn Instance>, SandboxError> {
         let instance = self.spawn(spec, true)?;
         Ok(Box::new(instance))
+    }
+
+    fn create_group(&self, limits: &Limits) -> Result<Option<Arc<dyn crate::SandboxGroup>>, SandboxError> {
+        let n = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let l = CgroupLimits {
+            memory_bytes: limits.memory_mb.map(|m| m << 20),
+            cpu_millis: limits.cpu_millis,
+            pids_max: limits.pids_max,
+        };
+        let cgroup = self
+            .cgroups
+            .create_group(&format!("group-{n}"), &l)
+            .map_err(|e| SandboxError::Setup(e.to_string()))?;
+        Ok(Some(Arc::new(ContainerGroup { cgroup: Some(cgroup) })))
+    }
+}
+
+/// A cgroup its members' cgroups live in (`SandboxSpec.group`); `None` only while dropping.
+struct ContainerGroup {
+    cgroup: Option<Cgroup>,
+}
+
+impl std::fmt::Debug for ContainerGroup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ContainerGroup").field("cgroup", &self.cgroup.as_ref().map(|c| c.path())).finish()
+    }
+}
+
+impl crate::SandboxGroup for ContainerGroup {
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+}
+
+impl Drop for ContainerGroup {
+    /// Members' cgroups go when they exit (their exit watchers remove them), possibly just
+    /// after the last handle to the group is dropped: retry for a while off-thread.
+    fn drop(&mut self) {
+        let Some(cgroup) = self.cgroup.take() else { return };
+        if cgroup.remove() {
+            return;
+        }
+        let _ = std::thread::Builder::new().name("cgroup-group-rm".into()).spawn(move || {
+            for _ in 0..300 {
+                std::thread::sleep(Duration::from_millis(100));
+                if cgroup.remove() {
+                    return;
+                }
+            }
+            tracing::warn!(
+                "sandbox group cgroup {} still has members; left in place",
+                cgroup.path().display()
+            );
+        });
     }
 }
 
@@ -628,6 +694,16 @@ impl Plan {
         ] {
             b.symlink(Path::new(target), &Path::new("/dev").join(link))?;
         }
+        for (n, bind) in spec.fs.binds.iter().enumerate() {
+            check_bind_target(image, &spec.fs.binds[..n], &bind.inside)?;
+            if !bind.host.is_dir() {
+                return Err(SandboxError::Setup(format!(
+                    "volume source {} is not a directory",
+                    bind.host.display()
+                )));
+            }
+            b.bind(&bind.host, &bind.inside, bind.read_only)?;
+        }
 
         // The working directory is made (as runtimes do) after the pivot, inside the image.
         let mut post_pivot_dirs = Vec::new();
@@ -825,6 +901,45 @@ fn image_lookup(image: &ImageRoot, inner: &Path) -> Option<std::fs::Metadata> {
         }
     }
     None
+}
+
+/// A volume's mount point must be a plain absolute path whose components, where the image
+/// already has them, are real directories: the mkdirs and the bind run before the pivot, on
+/// host paths, so a symlink in the image (`/data -> /etc`) would otherwise redirect them onto
+/// the host. Paths under the generated `/proc` and `/dev` are refused too.
+///
+/// A mount point inside an earlier bind (a nested volume) is looked up in that bind's host
+/// directory instead, which other running containers may write: checked here, but a symlink
+/// swapped in between this check and the child's mkdir is not caught (no openat2 yet).
+fn check_bind_target(image: &ImageRoot, earlier: &[crate::Bind], inside: &Path) -> Result<(), SandboxError> {
+    use std::path::Component;
+    let refuse = |why: &str| Err(SandboxError::Setup(format!("mount point {}: {why}", inside.display())));
+    if !inside.is_absolute()
+        || inside.components().any(|c| !matches!(c, Component::RootDir | Component::Normal(_)))
+    {
+        return refuse("not a plain absolute path");
+    }
+    if inside == Path::new("/") || inside.starts_with("/proc") || inside.starts_with("/dev") {
+        return refuse("not a path a volume can be mounted at");
+    }
+    let mut chain: Vec<&Path> = inside.ancestors().filter(|a| *a != Path::new("/")).collect();
+    chain.reverse();
+    for dir in chain {
+        // The innermost earlier bind covering `dir` decides what is there.
+        let covering = earlier.iter().rev().find(|b| dir.starts_with(&b.inside) && dir != b.inside);
+        let found = match covering {
+            Some(b) => {
+                std::fs::symlink_metadata(b.host.join(dir.strip_prefix(&b.inside).unwrap_or(dir))).ok()
+            }
+            None => image_lookup(image, dir),
+        };
+        match found {
+            Some(m) if m.file_type().is_symlink() => return refuse("there is a symlink on the way"),
+            Some(m) if !m.is_dir() => return refuse("there is a file on the way"),
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 /// Resolves a bare program name on the environment's PATH inside the image (execve does not

@@ -16,6 +16,7 @@ pub use process::{ProcessSandbox, die_with_parent};
 
 use std::os::fd::OwnedFd;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
@@ -56,6 +57,16 @@ pub struct SandboxSpec {
     /// the containers of one task share one network namespace. Takes precedence over
     /// `isolate_network`. The process backend ignores it, as it ignores `isolate_network`.
     pub join_netns_of: Option<u32>,
+    /// Start inside this group (from `Sandbox::create_group` of the same backend): the
+    /// group's limits apply to all its members together, on top of the sandbox's own.
+    pub group: Option<Arc<dyn SandboxGroup>>,
+}
+
+/// Sandboxes limited together (an ECS task's cpu and memory across its containers). The
+/// backend's resources go when the last handle is dropped and its members have exited.
+pub trait SandboxGroup: Send + Sync + std::fmt::Debug {
+    /// For the backend that made it, to find its own type again.
+    fn as_any(&self) -> &dyn std::any::Any;
 }
 
 /// The filesystem of an isolated sandbox: a read-only system root plus these.
@@ -77,6 +88,20 @@ pub struct FsView {
     /// generated `/etc/hosts`, `/etc/hostname`, `/etc/resolv.conf` are added; the program is
     /// resolved on the environment's PATH inside the image. Container backend only.
     pub image_root: Option<ImageRoot>,
+    /// Host directories bound into an image root (task volumes), mounted after the image's
+    /// `/proc`, `/dev` and `/tmp`, in order. Image roots only: the Lambda view ignores them.
+    pub binds: Vec<Bind>,
+}
+
+/// A host directory shown inside an image root (an ECS task volume's mount point).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bind {
+    /// An existing host directory.
+    pub host: PathBuf,
+    /// An absolute path inside the image; components the image already has must be real
+    /// directories (a symlink there is refused, so a mount never lands outside the root).
+    pub inside: PathBuf,
+    pub read_only: bool,
 }
 
 /// A container image's root filesystem as the image store prepared it.
@@ -209,6 +234,11 @@ pub trait Sandbox: Send + Sync + 'static {
     /// Why this backend was chosen / what it found on the host.
     fn fingerprint(&self) -> String;
     fn start(&self, spec: SandboxSpec) -> Result<Box<dyn Instance>, SandboxError>;
+    /// A group whose `limits` (memory, cpu) bind its members together; `None` where the
+    /// backend cannot (callers then give each member the limits itself).
+    fn create_group(&self, _limits: &Limits) -> Result<Option<Arc<dyn SandboxGroup>>, SandboxError> {
+        Ok(None)
+    }
 }
 
 /// One running sandbox.

@@ -280,3 +280,116 @@ async fn lambda_view_with_isolated_network_has_loopback_up() {
     assert_eq!(status, ExitStatus::Code(0), "{out}");
     assert!(out.contains("pong"), "{out}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn binds_host_directories_writable_and_read_only() {
+    if !can_run() {
+        return;
+    }
+    let root = scratch("binds");
+    busybox_rootfs(&root);
+    let (rw, ro) = (scratch("binds-rw"), scratch("binds-ro"));
+    std::fs::write(ro.join("given"), "from the host\n").unwrap();
+    let script = "echo written > /vol/rw/file && cat /mnt/ro/given && \
+                  if echo no > /mnt/ro/file 2>/dev/null; then echo ro-write-allowed; else echo ro-refused; fi";
+    let (mut s, reader) = spec("sh", script, ImageRoot::Dir(root.clone()));
+    s.fs.binds = vec![
+        nimbus_sandbox::Bind { host: rw.clone(), inside: "/vol/rw".into(), read_only: false },
+        nimbus_sandbox::Bind { host: ro.clone(), inside: "/mnt/ro".into(), read_only: true },
+    ];
+    let instance = backend().unwrap().start(s).unwrap();
+    let (status, out) = finish(instance, reader).await;
+    assert_eq!(status, ExitStatus::Code(0), "{out}");
+    assert!(out.starts_with("from the host\n") && out.ends_with("ro-refused\n"), "{out}");
+    assert_eq!(
+        std::fs::read_to_string(rw.join("file")).unwrap(),
+        "written\n",
+        "the write lands on the host dir"
+    );
+    assert!(!ro.join("file").exists());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn refuses_a_bind_through_a_symlink_in_the_image() {
+    if !can_run() {
+        return;
+    }
+    let root = scratch("bind-symlink");
+    busybox_rootfs(&root);
+    let outside = scratch("bind-symlink-outside");
+    // `/data -> <outside>`: following it before the pivot would mkdir/mount on the host.
+    std::os::unix::fs::symlink(&outside, root.join("data")).unwrap();
+    let host = scratch("bind-symlink-src");
+    for inside in ["/data/x", "/data", "/../x", "/proc/x"] {
+        let (mut s, _reader) = spec("sh", "true", ImageRoot::Dir(root.clone()));
+        s.fs.binds =
+            vec![nimbus_sandbox::Bind { host: host.clone(), inside: inside.into(), read_only: false }];
+        let err = backend().unwrap().start(s).err().unwrap_or_else(|| panic!("{inside} was accepted"));
+        assert!(err.to_string().contains("mount point"), "{inside}: {err}");
+    }
+    assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 0, "nothing was made outside the root");
+    // A nested mount point through a symlink inside an earlier bind's directory (a volume
+    // another container wrote) is refused too.
+    let vol = scratch("bind-symlink-vol");
+    std::os::unix::fs::symlink(&outside, vol.join("nested")).unwrap();
+    let (mut s, _reader) = spec("sh", "true", ImageRoot::Dir(root.clone()));
+    s.fs.binds = vec![
+        nimbus_sandbox::Bind { host: vol.clone(), inside: "/vol".into(), read_only: false },
+        nimbus_sandbox::Bind { host: host.clone(), inside: "/vol/nested/x".into(), read_only: false },
+    ];
+    let err = backend().unwrap().start(s).err().expect("a nested bind through a symlink was accepted");
+    assert!(err.to_string().contains("symlink"), "{err}");
+    assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 0, "nothing was made outside the root");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_group_limits_its_members_together() {
+    if !can_run() {
+        return;
+    }
+    let root = scratch("group");
+    busybox_rootfs(&root);
+    let group = backend()
+        .unwrap()
+        .create_group(&Limits { memory_mb: Some(48), cpu_millis: Some(500), ..Default::default() })
+        .unwrap()
+        .expect("the container backend makes groups");
+    let mut members = Vec::new();
+    for _ in 0..2 {
+        let (mut s, reader) = spec("sh", "sleep 30", ImageRoot::Dir(root.clone()));
+        s.limits = Limits::default();
+        s.group = Some(group.clone());
+        members.push((backend().unwrap().start(s).unwrap(), reader));
+    }
+    let paths: Vec<PathBuf> =
+        members.iter().map(|(i, _)| PathBuf::from(i.inspect().cgroup.unwrap())).collect();
+    let parent = paths[0].parent().unwrap().to_path_buf();
+    assert_eq!(paths[1].parent().unwrap(), parent, "both members in one group cgroup: {paths:?}");
+    // The group's CPU cap (first controller dir of the member: cpu on v1, the unified dir on v2).
+    let v2 = parent.join("cpu.max").exists();
+    let cpu = if v2 {
+        std::fs::read_to_string(parent.join("cpu.max")).unwrap()
+    } else {
+        std::fs::read_to_string(parent.join("cpu.cfs_quota_us")).unwrap_or_default()
+    };
+    assert!(cpu.starts_with("50000"), "group cpu cap: {cpu:?} in {}", parent.display());
+    if v2 {
+        assert_eq!(
+            std::fs::read_to_string(parent.join("memory.max")).unwrap().trim(),
+            (48u64 << 20).to_string()
+        );
+    }
+    for (i, _) in &members {
+        i.destroy();
+    }
+    for (i, reader) in members {
+        finish(i, reader).await;
+    }
+    drop(group);
+    // The member cgroups went with their processes, and the group with its last handle.
+    let gone = Instant::now() + Duration::from_secs(10);
+    while parent.exists() && Instant::now() < gone {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(!parent.exists(), "group cgroup removed: {}", parent.display());
+}
