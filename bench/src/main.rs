@@ -315,7 +315,7 @@ fn meta(args: &Args, nimbus: &Path) -> Value {
     json!({
         "quick": args.quick,
         "nimbus": nimbus.display().to_string(),
-        "sandbox": "process",
+        "sandbox": "process (ecs, registry: container)",
         "git": git,
         "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
         "unix_time": std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
