@@ -380,6 +380,15 @@ pub fn verify(
     // style presigners use UNSIGNED-PAYLOAD, so accept that as a fallback.
     let mut payload_hashes = Vec::with_capacity(2);
     match header_str(headers, "x-amz-content-sha256") {
+        // A hex hash must be the body's: otherwise a signed request's body could be swapped
+        // while its signature still verifies. (UNSIGNED-PAYLOAD and STREAMING-… values
+        // leave the body out of the signature on purpose.)
+        Some(h)
+            if is_hex_sha256(h.trim())
+                && !h.trim().eq_ignore_ascii_case(&hex::encode(Sha256::digest(body))) =>
+        {
+            return Err(SigV4Error::Mismatch);
+        }
         Some(h) => payload_hashes.push(h.trim().to_owned()),
         None => {
             payload_hashes.push(hex::encode(Sha256::digest(body)));
@@ -404,6 +413,10 @@ pub fn verify(
         return Err(SigV4Error::Mismatch);
     }
     check_clock(auth, now)
+}
+
+fn is_hex_sha256(s: &str) -> bool {
+    s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 fn check_clock(auth: &ParsedAuth, now: DateTime<Utc>) -> Result<(), SigV4Error> {
@@ -704,6 +717,18 @@ mod sign_tests {
         assert!(matches!(wrong_query, Err(SigV4Error::Mismatch)));
         let wrong_key = verify(&auth, "POST", "/_nimbus/images/import", "tag=a%3Ab", &h, body, "nope", now);
         assert!(matches!(wrong_key, Err(SigV4Error::Mismatch)));
+        // The signature covers the declared payload hash; a different body must not pass.
+        let swapped = verify(
+            &auth,
+            "POST",
+            "/_nimbus/images/import",
+            "tag=a%3Ab",
+            &h,
+            b"{\"a\":2}",
+            &c.secret_access_key,
+            now,
+        );
+        assert!(matches!(swapped, Err(SigV4Error::Mismatch)));
     }
 }
 
