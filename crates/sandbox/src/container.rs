@@ -815,7 +815,13 @@ impl Plan {
         // SAFETY: CLONE_PIDFD returned a new descriptor owned by nobody else.
         let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd) };
         let mut report = [0u8; 8];
-        let n = nix::unistd::read(&err_read, &mut report).unwrap_or(0);
+        // EOF (0): the child exec'd. A signal interrupting the read must not pass for that.
+        let n = loop {
+            match nix::unistd::read(&err_read, &mut report) {
+                Err(nix::Error::EINTR) => continue,
+                r => break r.unwrap_or(0),
+            }
+        };
         if n == 8 {
             let step = u32::from_ne_bytes([report[0], report[1], report[2], report[3]]);
             let errno = i32::from_ne_bytes([report[4], report[5], report[6], report[7]]);
@@ -1046,6 +1052,13 @@ extern "C" fn child_main(arg: *mut c_void) -> c_int {
     // and buffers the parent prepared and keeps alive (or on this stack); no allocation
     // happens here.
     unsafe {
+        // First, drop the descriptors this child inherited but does not use: see
+        // `close_inherited_fds`.
+        close_inherited_fds([
+            err,
+            plan.netns.as_ref().map_or(-1, |fd| fd.as_raw_fd()),
+            plan.exec.output.as_ref().map_or(-1, |fd| fd.as_raw_fd()),
+        ]);
         // Enter the shared network namespace before anything else, as the flags promised.
         if let Some(ns) = &plan.netns
             && libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) != 0
@@ -1126,6 +1139,10 @@ extern "C" fn child_main(arg: *mut c_void) -> c_int {
         if null < 0 || libc::dup2(null, 0) < 0 || libc::dup2(out, 1) < 0 || libc::dup2(out, 2) < 0 {
             child_fail(err, STEP_SETUP);
         }
+        // Not close-on-exec: the program would inherit it past its stdio.
+        if null > 2 {
+            libc::close(null);
+        }
         for (resource, value) in &plan.exec.rlimits {
             let lim = libc::rlimit { rlim_cur: *value, rlim_max: *value };
             if libc::setrlimit(*resource, &lim) != 0 {
@@ -1183,9 +1200,61 @@ extern "C" fn child_main(arg: *mut c_void) -> c_int {
             std::ptr::null_mut::<libc::sigset_t>(),
             8usize,
         );
-        libc::execve(plan.program.as_ptr(), plan.exec.argv_ptrs.as_ptr(), plan.exec.envp_ptrs.as_ptr());
+        // ETXTBSY: the program is open for writing somewhere — typically only for an instant,
+        // by another thread's child that was cloned while this server was writing the file
+        // (an image layer being unpacked, a copied binary) and has not closed its copy of
+        // that descriptor yet. Retry for about a second before reporting it.
+        let mut delay_ms: i64 = 1;
+        for _ in 0..25 {
+            libc::execve(plan.program.as_ptr(), plan.exec.argv_ptrs.as_ptr(), plan.exec.envp_ptrs.as_ptr());
+            if *libc::__errno_location() != libc::ETXTBSY {
+                break;
+            }
+            let pause = libc::timespec { tv_sec: 0, tv_nsec: delay_ms * 1_000_000 };
+            libc::syscall(
+                libc::SYS_clock_nanosleep,
+                libc::CLOCK_MONOTONIC,
+                0,
+                &pause as *const libc::timespec,
+                std::ptr::null_mut::<libc::timespec>(),
+            );
+            delay_ms = (delay_ms * 2).min(50);
+        }
         child_fail(err, STEP_EXEC)
     }
+}
+
+/// Closes every descriptor from 3 up except `keep` (-1 entries are ignored), in the cloned
+/// child before anything else. The child gets a copy of the whole descriptor table at clone
+/// time, including descriptors other threads of the server have open just then — another
+/// start's error pipe, a file being written. Close-on-exec would only drop them at exec,
+/// after this child's mounts, which under load take milliseconds: meanwhile another
+/// sandbox's exec of a file this copy holds open for writing fails with ETXTBSY, and the
+/// other start's read of its error pipe waits for this child. Descriptors 0–2 are replaced
+/// before exec anyway. Best effort: on kernels without close_range(2) (before 5.9) nothing
+/// is closed here and close-on-exec still applies.
+///
+/// # Safety
+///
+/// Only in the cloned child (its own descriptor table, no CLONE_FILES), where nothing but
+/// the kept descriptors is used afterwards.
+unsafe fn close_inherited_fds(mut keep: [c_int; 3]) {
+    keep.sort_unstable();
+    let mut next: c_int = 3;
+    for fd in keep {
+        if fd < next {
+            continue;
+        }
+        if fd > next {
+            // SAFETY: the caller guarantees no descriptor in this range is used afterwards.
+            unsafe {
+                libc::syscall(libc::SYS_close_range, next as libc::c_uint, (fd - 1) as libc::c_uint, 0)
+            };
+        }
+        next = fd + 1;
+    }
+    // SAFETY: as above.
+    unsafe { libc::syscall(libc::SYS_close_range, next as libc::c_uint, libc::c_uint::MAX, 0) };
 }
 
 /// The cloned init process of a sandbox.

@@ -265,6 +265,48 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn exec_waits_out_a_program_briefly_open_for_writing() {
+        // The server writes an executable (an unpacked layer, a copied binary) and another
+        // thread clones a sandbox meanwhile: the clone gets a copy of the writer. The child
+        // closes inherited descriptors first and retries exec on ETXTBSY, so the start
+        // succeeds once the server closes its writer.
+        let dir = std::env::temp_dir().join(format!("nimbus-etxtbsy-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let exe = dir.join("true");
+        let mut writer = std::fs::File::create(&exe).unwrap();
+        std::io::Write::write_all(&mut writer, &std::fs::read("/bin/true").unwrap()).unwrap();
+        std::fs::set_permissions(&exe, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        let closer = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(150));
+            drop(writer);
+        });
+        let mut s = spec("");
+        s.program = exe.clone();
+        s.args = Vec::new();
+        let i = ProcessSandbox.start(s).unwrap_or_else(|e| panic!("start failed: {e}"));
+        assert_eq!(i.wait().await, ExitStatus::Code(0));
+        closer.join().unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test]
+    async fn the_program_inherits_only_its_stdio() {
+        // A descriptor the server holds without close-on-exec (as C libraries make them) and
+        // the child's own /dev/null handle stay out of the program.
+        let unflagged = nix::unistd::dup(std::io::stderr()).unwrap();
+        let (reader, writer) = std::io::pipe().unwrap();
+        let mut s = spec("exec ls /proc/self/fd");
+        s.output = Some(writer.into());
+        let i = ProcessSandbox.start(s).unwrap_or_else(|e| panic!("start failed: {e}"));
+        assert_eq!(i.wait().await, ExitStatus::Code(0));
+        let mut out = String::new();
+        std::io::Read::read_to_string(&mut std::fs::File::from(std::os::fd::OwnedFd::from(reader)), &mut out)
+            .unwrap();
+        let fds: Vec<&str> = out.lines().collect();
+        assert_eq!(fds, ["0", "1", "2", "3"], "stdio and ls's own directory handle only ({unflagged:?})");
+    }
+
+    #[tokio::test]
     async fn refuses_image_roots() {
         let mut s = spec("exit 0");
         s.fs.image_root = Some(crate::ImageRoot::Dir("/".into()));

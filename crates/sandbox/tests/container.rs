@@ -45,7 +45,9 @@ fn start(script: &str, limits: Limits, fs: FsView) -> Run {
         isolate_network: false,
         ..Default::default()
     };
-    let instance = backend().unwrap().start(spec).unwrap();
+    let program = spec.program.display().to_string();
+    let instance =
+        backend().unwrap().start(spec).unwrap_or_else(|e| panic!("starting {program} failed: {e}"));
     Run { instance, output: std::fs::File::from(std::os::fd::OwnedFd::from(reader)) }
 }
 
@@ -128,12 +130,18 @@ async fn pids_limit_contains_a_fork_bomb_and_destroy_kills_the_tree() {
         Limits { pids_max: Some(32), ..Default::default() },
         fs_with(&code, 16),
     );
-    tokio::time::sleep(Duration::from_millis(500)).await;
     let info = run.instance.inspect();
     let cgroup = info.cgroup.clone().unwrap();
     assert_eq!(info.state, InstanceState::Running);
-    let procs = std::fs::read_to_string(format!("{cgroup}/cgroup.procs")).unwrap_or_default();
-    let members = procs.lines().count();
+    let members =
+        || std::fs::read_to_string(format!("{cgroup}/cgroup.procs")).unwrap_or_default().lines().count();
+    // Give the forks time to run into the limit (a loaded host may take a while to start them).
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while members() <= 1 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let members = members();
     assert!(members > 1 && members <= 32, "{members} processes in the cgroup");
     run.instance.destroy();
     let (status, out) = finish(run).await;
@@ -164,17 +172,24 @@ async fn freezer_pauses_and_resumes_everything() {
     let freeze = t.elapsed();
     assert_eq!(run.instance.inspect().state, InstanceState::Paused);
     let pid = run.instance.inspect().pid;
+    // utime + stime, in clock ticks (the loop spends much of its time in the kernel).
     let cpu = |pid: u32| -> u64 {
         let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
         let after = s.rsplit_once(')').unwrap().1;
-        after.split_whitespace().nth(11).unwrap().parse().unwrap()
+        let field = |n: usize| -> u64 { after.split_whitespace().nth(n).unwrap().parse().unwrap() };
+        field(11) + field(12)
     };
     tokio::time::sleep(Duration::from_millis(50)).await;
     let c1 = cpu(pid);
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(cpu(pid), c1, "no CPU time while frozen");
     run.instance.resume().unwrap();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // On a loaded host a thawed shell may get less than one tick in a few hundred ms: wait
+    // for it to accrue some, within a generous bound.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while cpu(pid) == c1 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     assert!(cpu(pid) > c1, "runs again after thaw");
     assert!(freeze < Duration::from_millis(100), "freeze took {freeze:?}");
     run.instance.destroy();

@@ -28,6 +28,14 @@ fn backend() -> Option<&'static ContainerSandbox> {
     }
 }
 
+/// Starts a sandbox on the shared backend; a failure names the step that failed (and its
+/// errno) in the panic message, where CI logs show it.
+#[track_caller]
+fn start(s: SandboxSpec) -> Box<dyn Instance> {
+    let program = s.program.display().to_string();
+    backend().unwrap().start(s).unwrap_or_else(|e| panic!("starting {program} failed: {e}"))
+}
+
 /// Root + a working container backend + a static busybox to build images from.
 fn can_run() -> bool {
     if !Path::new(BUSYBOX).is_file() {
@@ -105,7 +113,7 @@ async fn runs_a_directory_rootfs_writable_and_resolves_on_path() {
     busybox_rootfs(&root);
     let (mut s, reader) = spec("sh", SCRIPT, ImageRoot::Dir(root.clone()));
     s.hostname = Some("web-1".into());
-    let instance = backend().unwrap().start(s).unwrap();
+    let instance = start(s);
     let (status, out) = finish(instance, reader).await;
     check_script_output(status, &out);
     assert_eq!(std::fs::read_to_string(root.join("x")).unwrap(), "hi\n", "the write lands in the rootfs");
@@ -130,7 +138,7 @@ async fn runs_an_overlay_and_writes_only_to_the_upper_layer() {
     let image = ImageRoot::Overlay { lower: vec![lower.clone(), top.clone()], upper: upper.clone(), work };
     let (mut s, reader) = spec("/bin/sh", &format!("{SCRIPT}; cat /www/layer.txt"), image);
     s.hostname = Some("web-1".into());
-    let instance = backend().unwrap().start(s).unwrap();
+    let instance = start(s);
     let (status, out) = finish(instance, reader).await;
     assert!(out.ends_with("devnull\ntop"), "the topmost layer wins: {out}");
     check_script_output(status, out.trim_end_matches("top"));
@@ -154,7 +162,7 @@ async fn runs_as_the_requested_user() {
     s.user = Some((1234, 4321));
     s.fs.tmp_mb = 8;
     s.cwd = "/".into();
-    let instance = backend().unwrap().start(s).unwrap();
+    let instance = start(s);
     let (status, out) = finish(instance, reader).await;
     assert_eq!(status, ExitStatus::Code(0), "{out}");
     assert!(out.starts_with("1234\n4321\n"), "{out}");
@@ -172,7 +180,7 @@ async fn root_in_an_image_keeps_only_the_default_capabilities() {
     busybox_rootfs(&root);
     let (mut s, reader) = spec("sh", "grep -E '^Cap(Bnd|Eff|Prm)' /proc/self/status", ImageRoot::Dir(root));
     s.cwd = "/".into();
-    let instance = backend().unwrap().start(s).unwrap();
+    let instance = start(s);
     let (status, out) = finish(instance, reader).await;
     assert_eq!(status, ExitStatus::Code(0), "{out}");
     // Docker's default set: no sys_admin, net_admin, sys_module, sys_ptrace…
@@ -222,7 +230,7 @@ async fn isolated_netns_is_reachable_only_through_connect_in_netns_and_can_be_jo
     s.args = vec!["-f".into(), "-p".into(), format!("127.0.0.1:{port}"), "-h".into(), "/www".into()];
     s.isolate_network = true;
     s.cwd = "/".into();
-    let server = backend().unwrap().start(s).unwrap();
+    let server = start(s);
     let pid = server.id();
 
     let mut stream = connect_retrying(pid, port).await;
@@ -243,7 +251,7 @@ async fn isolated_netns_is_reachable_only_through_connect_in_netns_and_can_be_jo
         spec("sh", &format!("wget -q -O - http://127.0.0.1:{port}/index.html"), ImageRoot::Dir(root.clone()));
     s.join_netns_of = Some(pid);
     s.cwd = "/".into();
-    let client = backend().unwrap().start(s).unwrap();
+    let client = start(s);
     let (status, out) = finish(client, reader).await;
     assert_eq!(status, ExitStatus::Code(0), "{out}");
     assert_eq!(out, "hello from the netns\n");
@@ -275,7 +283,7 @@ async fn lambda_view_with_isolated_network_has_loopback_up() {
         isolate_network: true,
         ..Default::default()
     };
-    let instance = backend().unwrap().start(spec).unwrap();
+    let instance = start(spec);
     let (status, out) = finish(instance, reader).await;
     assert_eq!(status, ExitStatus::Code(0), "{out}");
     assert!(out.contains("pong"), "{out}");
@@ -297,7 +305,7 @@ async fn binds_host_directories_writable_and_read_only() {
         nimbus_sandbox::Bind { host: rw.clone(), inside: "/vol/rw".into(), read_only: false },
         nimbus_sandbox::Bind { host: ro.clone(), inside: "/mnt/ro".into(), read_only: true },
     ];
-    let instance = backend().unwrap().start(s).unwrap();
+    let instance = start(s);
     let (status, out) = finish(instance, reader).await;
     assert_eq!(status, ExitStatus::Code(0), "{out}");
     assert!(out.starts_with("from the host\n") && out.ends_with("ro-refused\n"), "{out}");
@@ -359,7 +367,7 @@ async fn a_group_limits_its_members_together() {
         let (mut s, reader) = spec("sh", "sleep 30", ImageRoot::Dir(root.clone()));
         s.limits = Limits::default();
         s.group = Some(group.clone());
-        members.push((backend().unwrap().start(s).unwrap(), reader));
+        members.push((start(s), reader));
     }
     let paths: Vec<PathBuf> =
         members.iter().map(|(i, _)| PathBuf::from(i.inspect().cgroup.unwrap())).collect();
