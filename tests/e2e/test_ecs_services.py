@@ -95,7 +95,9 @@ def test_service_replaces_a_killed_task(ecs_server, ecs):
     wait_for(lambda: not running_tasks(ecs, cluster, "web"), timeout=60, what="scaled to zero")
     d = ecs.delete_service(cluster=cluster, service="web")["service"]
     assert d["status"] in ("DRAINING", "INACTIVE")
-    wait_for(lambda: service(ecs, cluster, "web")["status"] == "INACTIVE", timeout=30, what="INACTIVE")
+    # DRAINING until its tasks are STOPPED: the shell runs as the container's init and ignores
+    # SIGTERM, so each stop takes the default 30 s stopTimeout before SIGKILL.
+    wait_for(lambda: service(ecs, cluster, "web")["status"] == "INACTIVE", timeout=90, what="INACTIVE")
     assert ecs.list_services(cluster=cluster)["serviceArns"] == []
 
 

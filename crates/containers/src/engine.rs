@@ -156,8 +156,9 @@ pub struct EcsEngine {
     pub(crate) wake: Arc<Notify>,
     pub(crate) usage: OnceLock<Arc<dyn UsageSink>>,
     pub(crate) ports: Mutex<BTreeSet<u16>>,
-    /// Loopback addresses handed to awsvpc tasks as their ENI's private IP.
-    pub(crate) task_ips: Mutex<BTreeSet<u32>>,
+    /// Loopback addresses handed to awsvpc tasks as their ENI's private IP, each with the
+    /// socket that claims it host-wide (see `allocate_task_ip`).
+    pub(crate) task_ips: Mutex<BTreeMap<u32, Option<std::net::UdpSocket>>>,
     pub(crate) lb_cursor: std::sync::atomic::AtomicUsize,
     /// Serialises read-modify-write of one task record (runner vs StopTask vs scheduler), so
     /// no update is lost between the read and the Store write.
@@ -364,7 +365,7 @@ impl EcsEngine {
             wake: Arc::new(Notify::new()),
             usage: OnceLock::new(),
             ports: Mutex::new(BTreeSet::new()),
-            task_ips: Mutex::new(BTreeSet::new()),
+            task_ips: Mutex::new(BTreeMap::new()),
             lb_cursor: std::sync::atomic::AtomicUsize::new(0),
             task_writes: Mutex::new(()),
             service_writes: Mutex::new(()),
@@ -1800,15 +1801,37 @@ impl EcsEngine {
 
     fn allocate_task_ip(&self) -> String {
         // 127.16.0.0/12 of loopback: every awsvpc task gets its own address, reachable from the host.
+        // Other nimbus processes on the host (parallel test workers, a second server) hand out
+        // the same range, and two tasks binding <ip>:<containerPort> in the host's namespace
+        // would collide (EADDRINUSE, TaskFailedToStart). So an address is claimed host-wide by
+        // binding a UDP socket on its CLAIM_PORT (UDP binds don't share without SO_REUSEADDR);
+        // one another process holds is skipped.
+        const CLAIM_PORT: u16 = 65535;
         let mut ips = self.task_ips.lock();
         let base: u32 = (127 << 24) | (16 << 16);
-        let mut n = 2u32;
-        while ips.contains(&n) || n.is_multiple_of(256) || n % 256 == 255 {
-            n += 1;
+        let mut fallback = None;
+        for n in 2u32..(1 << 20) {
+            if ips.contains_key(&n) || n.is_multiple_of(256) || n % 256 == 255 {
+                continue;
+            }
+            let a = std::net::Ipv4Addr::from(base + n);
+            match std::net::UdpSocket::bind((a, CLAIM_PORT)) {
+                Ok(claim) => {
+                    ips.insert(n, Some(claim));
+                    return a.to_string();
+                }
+                // Held by another process: try the next address.
+                Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => continue,
+                // Claims don't work here at all (no such address?): first free address, unclaimed.
+                Err(_) => {
+                    fallback = Some(n);
+                    break;
+                }
+            }
         }
-        ips.insert(n);
-        let a = base + n;
-        format!("{}.{}.{}.{}", a >> 24, (a >> 16) & 255, (a >> 8) & 255, a & 255)
+        let n = fallback.unwrap_or(2);
+        ips.insert(n, None);
+        std::net::Ipv4Addr::from(base + n).to_string()
     }
 
     pub(crate) fn release_task_ip(&self, ip: &str) {

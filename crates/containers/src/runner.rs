@@ -1032,8 +1032,13 @@ impl Runner {
                 inst.destroy();
             }
         }
-        for f in self.forwarders.drain(..) {
+        for f in &self.forwarders {
             f.abort();
+        }
+        // An aborted forwarder drops its listener only once the runtime gets to it; wait for
+        // that, or the task's address could be handed out again while <ip>:<port> is still bound.
+        for f in self.forwarders.drain(..) {
+            let _ = f.await;
         }
         if let Some(p) = self.pause.take() {
             p.destroy();

@@ -348,6 +348,12 @@ fn main() -> anyhow::Result<()> {
     if let Some(n) = std::env::var("NIMBUS_WORKER_THREADS").ok().and_then(|v| v.parse().ok()) {
         builder.worker_threads(n);
     }
+    // Sandboxes are cloned on blocking-pool threads and carry PR_SET_PDEATHSIG, which fires
+    // when the *thread* that cloned them exits, not the process. Tokio retires a blocking
+    // thread after 10 s idle by default, SIGKILLing every container or function environment
+    // it happened to start (ECS tasks dying with exit 137 ~10 s after a burst of starts). Keep
+    // blocking threads for the life of the server.
+    builder.thread_keep_alive(std::time::Duration::from_secs(365 * 24 * 3600));
     let runtime = builder.enable_all().build()?;
     match cli.command {
         Command::Server(args) => runtime.block_on(serve(args)),
