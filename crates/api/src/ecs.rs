@@ -83,12 +83,7 @@ impl JsonService for EcsService {
                 }
                 "DescribeTasks" => {
                     let i: DescribeInput = parse(&input)?;
-                    if i.tasks.is_empty() {
-                        return Err(ecs::Error::invalid("Tasks cannot be empty.").into());
-                    }
-                    if i.tasks.len() > 100 {
-                        return Err(ecs::Error::invalid("Tasks cannot have more than 100 elements.").into());
-                    }
+                    describe_list_bounds("Tasks", &i.tasks, 100)?;
                     let (tasks, failures) = e.describe_tasks(&scope, i.cluster.as_deref(), &i.tasks)?;
                     let tags = i.include.iter().any(|x| x == "TAGS");
                     Ok(json!({
@@ -151,12 +146,7 @@ impl JsonService for EcsService {
                 }
                 "DescribeServices" => {
                     let i: DescribeInput = parse(&input)?;
-                    if i.services.is_empty() {
-                        return Err(ecs::Error::invalid("Services cannot be empty.").into());
-                    }
-                    if i.services.len() > 10 {
-                        return Err(ecs::Error::invalid("Services cannot have more than 10 elements.").into());
-                    }
+                    describe_list_bounds("Services", &i.services, 10)?;
                     let (found, failures) = e.describe_services(&scope, i.cluster.as_deref(), &i.services)?;
                     let tags = i.include.iter().any(|x| x == "TAGS");
                     Ok(json!({
@@ -1098,6 +1088,17 @@ fn overrides_json(o: &ecs::TaskOverrides) -> Value {
     insert_opt(&mut m, "executionRoleArn", &o.execution_role_arn);
     m.insert("inferenceAcceleratorOverrides".into(), json!([]));
     Value::Object(m)
+}
+
+/// DescribeTasks / DescribeServices take 1..=`max` references (AWS's wording for both ends).
+fn describe_list_bounds(what: &str, refs: &[String], max: usize) -> Result<(), ApiError> {
+    if refs.is_empty() {
+        return Err(ecs::Error::invalid(format!("{what} cannot be empty.")).into());
+    }
+    if refs.len() > max {
+        return Err(ecs::Error::invalid(format!("{what} cannot have more than {max} elements.")).into());
+    }
+    Ok(())
 }
 
 fn run_task(e: &Arc<EcsEngine>, scope: &Scope, i: RunTaskInput) -> Result<Value, ApiError> {

@@ -2162,14 +2162,10 @@ impl EcsEngine {
         let _tasks = self.task_writes.lock();
         let mut st = self.state.lock();
         let missing = || Error::ResourceNotFound("The specified resource could not be found.".into());
-        let tags = match target {
+        match target {
             Tagged::Cluster(key) => {
                 let c = st.clusters.get_mut(&key).ok_or_else(missing)?;
-                let mut updated = c.clone();
-                f(&mut updated.tags);
-                self.put(CLUSTERS, &key, &updated)?;
-                *c = updated;
-                c.tags.clone()
+                self.retag(CLUSTERS, &key, c, |c| &mut c.tags, f)
             }
             Tagged::TaskDefinition(key, rev) => {
                 let td = st
@@ -2177,38 +2173,38 @@ impl EcsEngine {
                     .get_mut(&key)
                     .and_then(|v| v.iter_mut().find(|t| t.revision == rev))
                     .ok_or_else(missing)?;
-                let mut updated = td.clone();
-                f(&mut updated.tags);
-                self.put(TASKDEFS, &format!("{key}:{rev:08}"), &updated)?;
-                *td = updated;
-                td.tags.clone()
+                self.retag(TASKDEFS, &format!("{key}:{rev:08}"), td, |t| &mut t.tags, f)
             }
             Tagged::Task(arn) => {
                 let t = st.tasks.get_mut(&arn).ok_or_else(missing)?;
-                let mut updated = t.clone();
-                f(&mut updated.tags);
-                self.put(TASKS, &arn, &updated)?;
-                *t = updated;
-                t.tags.clone()
+                self.retag(TASKS, &arn, t, |t| &mut t.tags, f)
             }
             Tagged::Service(arn) => {
-                let s = st.services.get_mut(&arn).ok_or_else(missing)?;
-                let mut updated = s.clone();
-                f(&mut updated.tags);
-                self.put(SERVICES, &arn, &updated)?;
-                *s = updated;
-                s.tags.clone()
+                let sv = st.services.get_mut(&arn).ok_or_else(missing)?;
+                self.retag(SERVICES, &arn, sv, |s| &mut s.tags, f)
             }
             Tagged::Instance(arn) => {
                 let i = st.instances.get_mut(&arn).ok_or_else(missing)?;
-                let mut updated = i.clone();
-                f(&mut updated.tags);
-                self.put(INSTANCES, &arn, &updated)?;
-                *i = updated;
-                i.tags.clone()
+                self.retag(INSTANCES, &arn, i, |i| &mut i.tags, f)
             }
-        };
-        Ok(tags)
+        }
+    }
+
+    /// One resource's tag change: the updated copy goes to the store first, then replaces
+    /// the in-memory record.
+    fn retag<T: Clone + serde::Serialize>(
+        &self,
+        collection: &str,
+        key: &str,
+        item: &mut T,
+        tags_of: fn(&mut T) -> &mut Tags,
+        f: impl FnOnce(&mut Tags),
+    ) -> Result<Tags, Error> {
+        let mut updated = item.clone();
+        f(tags_of(&mut updated));
+        self.put(collection, key, &updated)?;
+        *item = updated;
+        Ok(tags_of(item).clone())
     }
 
     pub fn tag_resource(&self, scope: &Scope, arn: &str, tags: Tags) -> Result<(), Error> {
